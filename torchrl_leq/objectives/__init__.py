@@ -1,1 +1,17 @@
+"""Losses: LEQ (and its λ-return estimator and expectile loss)."""
 
+from .leq import LEQLoss
+from .value import (
+    NormalizedLambdaReturnEstimator,
+    expectile_loss,
+    expectile_weight,
+    normalized_lambda_return,
+)
+
+__all__ = [
+    "LEQLoss",
+    "NormalizedLambdaReturnEstimator",
+    "expectile_loss",
+    "expectile_weight",
+    "normalized_lambda_return",
+]
