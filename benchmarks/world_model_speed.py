@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import time
@@ -110,7 +111,7 @@ def main() -> None:
         commit = "unknown"
     print(
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads, commit {commit}"
+        f"{args.threads} threads, commit {commit}, load avg {os.getloadavg()[0]:.1f}"
     )
     print(
         f"rollout: B={BATCH}, H={HORIZON}, 7 members (5 elites), 4x200, obs {OBS_DIM}, "
@@ -122,9 +123,9 @@ def main() -> None:
         )
     res = training_time(args.epochs)
     print(
-        f"training on 100k transitions (80k train / 1k holdout... capped at {args.epochs} "
-        f"epochs): {res['total_s']:.1f} s for {res['epochs']} epochs = "
-        f"{res['per_epoch_s']:.2f} s/epoch; best holdout MSE {res['final_holdout_mse']:.4f}"
+        f"training on 100k transitions (99k train / 1k holdout, capped at {args.epochs} epochs): "
+        f"{res['total_s']:.1f} s for {res['epochs']} epochs = {res['per_epoch_s']:.2f} s/epoch; "
+        f"best holdout MSE {res['final_holdout_mse']:.4f}"
     )
 
 

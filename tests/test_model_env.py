@@ -143,6 +143,20 @@ def test_gradient_matches_finite_differences(sampling):
                 )
 
 
+def test_hold_out_net_freezes_model_not_actor():
+    from torchrl.objectives.utils import hold_out_net
+
+    model = make_model()
+    env, actor = LEQModelEnv(model, "pointmaze-umaze"), make_actor()
+    with hold_out_net(env):
+        traj = env.rollout(
+            3, actor, auto_reset=False, tensordict=start_td(8), break_when_any_done=False
+        )
+    traj["next", "reward"].sum().backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad.abs().sum() > 0 for p in actor.parameters())
+
+
 def test_gradient_wrt_action_and_observation():
     env = LEQModelEnv(make_model(), "hopper")
     td = start_td(5)

@@ -35,7 +35,9 @@ KNOWN_TASKS = (
 )
 
 
-def hopper_termination(obs, action, next_obs: torch.Tensor) -> torch.Tensor:
+def hopper_termination(
+    obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+) -> torch.Tensor:
     """MBPO hopper rule: healthy iff finite, ``|s[1:]| < 100``, height > 0.7, ``|angle| < 0.2``."""
     height, angle = next_obs[..., 0], next_obs[..., 1]
     healthy = (
@@ -47,14 +49,18 @@ def hopper_termination(obs, action, next_obs: torch.Tensor) -> torch.Tensor:
     return (~healthy).unsqueeze(-1)
 
 
-def walker2d_termination(obs, action, next_obs: torch.Tensor) -> torch.Tensor:
+def walker2d_termination(
+    obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+) -> torch.Tensor:
     """MBPO walker2d rule: healthy iff ``0.8 < height < 2.0`` and ``-1 < angle < 1``."""
     height, angle = next_obs[..., 0], next_obs[..., 1]
     healthy = (height > 0.8) & (height < 2.0) & (angle > -1.0) & (angle < 1.0)
     return (~healthy).unsqueeze(-1)
 
 
-def halfcheetah_termination(obs, action, next_obs: torch.Tensor) -> torch.Tensor:
+def halfcheetah_termination(
+    obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+) -> torch.Tensor:
     """HalfCheetah never terminates."""
     return torch.zeros(*next_obs.shape[:-1], 1, dtype=torch.bool, device=next_obs.device)
 
@@ -62,7 +68,9 @@ def halfcheetah_termination(obs, action, next_obs: torch.Tensor) -> torch.Tensor
 def goal_termination(goal_xy: tuple[float, float], radius: float) -> TerminationFn:
     """Terminated when ``next_obs[..., :2]`` lies within ``radius`` of ``goal_xy``."""
 
-    def fn(obs, action, next_obs: torch.Tensor) -> torch.Tensor:
+    def fn(
+        obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+    ) -> torch.Tensor:
         goal = torch.as_tensor(goal_xy, dtype=next_obs.dtype, device=next_obs.device)
         return torch.linalg.vector_norm(next_obs[..., :2] - goal, dim=-1, keepdim=True) <= radius
 

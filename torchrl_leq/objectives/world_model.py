@@ -57,7 +57,14 @@ def world_model_loss(
     return loss + logvar_bound_coef * bounds + ensemble.weight_decay_loss()
 
 
-def _check_data(ensemble, obs, act, next_obs, reward) -> torch.Tensor:
+def _check_data(
+    ensemble: ProbabilisticEnsemble,
+    obs: torch.Tensor,
+    act: torch.Tensor,
+    next_obs: torch.Tensor,
+    reward: torch.Tensor,
+) -> torch.Tensor:
+    """Validate training data; return ``reward`` shaped ``[N, 1]``."""
     if next_obs.shape != obs.shape:
         raise ValueError(
             f"next_obs shape {tuple(next_obs.shape)} differs from obs {tuple(obs.shape)}"
