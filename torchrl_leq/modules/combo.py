@@ -1,0 +1,180 @@
+"""COMBO's SAC-style networks: a tanh-Gaussian actor and a Q-network (twinned by the loss).
+
+Both standardise their inputs with :class:`~torchrl_leq.modules.actor_critic.InputScaler`
+(statistics fitted on the offline data; ``symlog`` off by default) and use plain ReLU MLPs,
+3×256 as in the COMBO paper's appendix (B.1).
+
+Example:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> actor = make_combo_actor(4, 2, num_cells=(32, 32))
+    >>> critic = make_combo_critic(4, 2, num_cells=(32, 32))
+    >>> td = TensorDict({"observation": torch.randn(8, 4)}, [8])
+    >>> td = actor(td)
+    >>> td["action"].shape, td["action_log_prob"].shape
+    (torch.Size([8, 2]), torch.Size([8]))
+    >>> critic(td)["state_action_value"].shape
+    torch.Size([8, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torch import Tensor, nn
+from torchrl.data import Bounded
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
+
+from .actor_critic import InputScaler
+
+__all__ = ["make_combo_actor", "make_combo_critic"]
+
+
+def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_norm: bool) -> MLP:
+    num_cells = [int(n) for n in num_cells]
+    if not num_cells or any(n < 1 for n in num_cells):
+        raise ValueError(
+            f"num_cells must be a non-empty sequence of positive ints, got {num_cells}."
+        )
+    norm = {}
+    if layer_norm:
+        norm = {
+            "norm_class": nn.LayerNorm,
+            "norm_kwargs": [{"normalized_shape": n} for n in num_cells],
+        }
+    return MLP(
+        in_features=in_features,
+        out_features=out_features,
+        num_cells=num_cells,
+        activation_class=nn.ReLU,
+        **norm,
+    )
+
+
+def _scaler(dim: int, loc: Tensor | None, scale: Tensor | None, use_symlog: bool) -> InputScaler:
+    loc = torch.zeros(dim) if loc is None else torch.as_tensor(loc, dtype=torch.float32)
+    scale = torch.ones(dim) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
+    if loc.shape != (dim,) or scale.shape != (dim,):
+        raise ValueError(
+            f"input statistics must have shape ({dim},), got {tuple(loc.shape)} and "
+            f"{tuple(scale.shape)}."
+        )
+    return InputScaler(loc, scale, use_symlog=use_symlog)
+
+
+class _GaussianHead(nn.Module):
+    """``observation -> (loc, scale)``; log-std squashed smoothly into ``[min, max]``."""
+
+    def __init__(
+        self, scaler: InputScaler, mlp: MLP, log_std_min: float, log_std_max: float
+    ) -> None:
+        super().__init__()
+        self.scaler, self.mlp = scaler, mlp
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+
+    def forward(self, observation: Tensor) -> tuple[Tensor, Tensor]:
+        loc, raw = self.mlp(self.scaler(observation)).chunk(2, dim=-1)
+        span = self.log_std_max - self.log_std_min
+        log_std = self.log_std_min + 0.5 * span * (torch.tanh(raw) + 1.0)
+        return loc, log_std.exp()
+
+
+class _CriticNet(nn.Module):
+    def __init__(self, scaler: InputScaler, mlp: MLP) -> None:
+        super().__init__()
+        self.scaler, self.mlp = scaler, mlp
+
+    def forward(self, observation: Tensor, action: Tensor) -> Tensor:
+        return self.mlp(self.scaler(torch.cat([observation, action], dim=-1)))
+
+
+def make_combo_actor(
+    observation_dim: int,
+    action_dim: int,
+    num_cells: Sequence[int] = (256, 256, 256),
+    *,
+    layer_norm: bool = False,
+    obs_loc: Tensor | None = None,
+    obs_scale: Tensor | None = None,
+    use_symlog: bool = False,
+    log_std_min: float = -5.0,
+    log_std_max: float = 2.0,
+    observation_key: NestedKey = "observation",
+    action_key: NestedKey = "action",
+) -> ProbabilisticActor:
+    """SAC-style stochastic actor: ``observation -> action ~ TanhNormal(loc, scale)`` in
+    ``[-1, 1]^act_dim``, writing ``action`` and ``action_log_prob`` (``return_log_prob=True``).
+
+    The actor's ``spec`` holds the action bounds (``Bounded(-1, 1)``), from which
+    :class:`~torchrl_leq.objectives.combo.COMBOLoss` reads |A| and the uniform-action range.
+    Under ``ExplorationType.RANDOM`` it samples, otherwise it returns the deterministic mode.
+
+    Args:
+        observation_dim: |S|.
+        action_dim: |A|.
+        num_cells: hidden widths (paper: 3×256).
+
+    Keyword Args:
+        layer_norm: LayerNorm after each hidden layer (off in the paper).
+        obs_loc, obs_scale: observation standardisation statistics (default 0 / 1).
+        use_symlog: apply ``symlog`` after standardising.
+        log_std_min, log_std_max: bounds of the (smoothly squashed) log standard deviation.
+        observation_key, action_key: tensordict keys.
+
+    Example:
+        >>> actor = make_combo_actor(3, 2, num_cells=(16,))
+        >>> actor.out_keys
+        ['loc', 'scale', 'action', 'action_log_prob']
+    """
+    if log_std_min >= log_std_max:
+        raise ValueError(f"log_std_min ({log_std_min}) must be < log_std_max ({log_std_max}).")
+    head = _GaussianHead(
+        _scaler(observation_dim, obs_loc, obs_scale, use_symlog),
+        _mlp(observation_dim, 2 * action_dim, num_cells, layer_norm),
+        log_std_min,
+        log_std_max,
+    )
+    module = TensorDictModule(head, in_keys=[observation_key], out_keys=["loc", "scale"])
+    return ProbabilisticActor(
+        module,
+        in_keys=["loc", "scale"],
+        out_keys=[action_key],
+        spec=Bounded(-1.0, 1.0, (action_dim,)),
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
+    )
+
+
+def make_combo_critic(
+    observation_dim: int,
+    action_dim: int,
+    num_cells: Sequence[int] = (256, 256, 256),
+    *,
+    layer_norm: bool = False,
+    input_loc: Tensor | None = None,
+    input_scale: Tensor | None = None,
+    use_symlog: bool = False,
+    observation_key: NestedKey = "observation",
+    action_key: NestedKey = "action",
+    value_key: NestedKey = "state_action_value",
+) -> TensorDictModule:
+    """One Q-network ``(observation, action) -> state_action_value`` ``[..., 1]``.
+
+    :class:`~torchrl_leq.objectives.combo.COMBOLoss` makes twin copies of it (independently
+    re-initialised) with ``num_qvalue_nets=2``. ``input_loc``/``input_scale`` standardise the
+    concatenated ``[observation, action]``.
+
+    Example:
+        >>> critic = make_combo_critic(3, 2, num_cells=(16,))
+        >>> critic.in_keys, critic.out_keys
+        (['observation', 'action'], ['state_action_value'])
+    """
+    net = _CriticNet(
+        _scaler(observation_dim + action_dim, input_loc, input_scale, use_symlog),
+        _mlp(observation_dim + action_dim, 1, num_cells, layer_norm),
+    )
+    return TensorDictModule(net, in_keys=[observation_key, action_key], out_keys=[value_key])
