@@ -12,6 +12,11 @@ from torchrl_leq.data.generate import (
 )
 from torchrl_leq.data.minari import load_minari, read_minari
 from torchrl_leq.data.model_buffer import expand_model_buffer, make_model_buffer
+from torchrl_leq.data.model_rollouts import (
+    make_model_transition_buffer,
+    rollout_model_transitions,
+    sample_mixed_batch,
+)
 from torchrl_leq.data.pointmaze import (
     WaypointController,
     make_controller_actor,
@@ -43,6 +48,9 @@ __all__ = [
     "load_pointmaze_dataset",
     "make_model_buffer",
     "expand_model_buffer",
+    "make_model_transition_buffer",
+    "rollout_model_transitions",
+    "sample_mixed_batch",
     "WaypointController",
     "make_controller_actor",
     "make_pointmaze_env",

@@ -1,5 +1,6 @@
 """Losses: LEQ (and its λ-return estimator and expectile loss)."""
 
+from .combo import COMBOLoss
 from .leq import LEQLoss
 from .value import (
     NormalizedLambdaReturnEstimator,
@@ -9,6 +10,7 @@ from .value import (
 )
 
 __all__ = [
+    "COMBOLoss",
     "LEQLoss",
     "NormalizedLambdaReturnEstimator",
     "expectile_loss",

@@ -253,6 +253,7 @@ def run_model_based(cfg: DictConfig) -> dict[str, Any]:
         cfg.world_model, data, seed=int(cfg.seed), progress=bool(cfg.get("progress", True))
     )
     model_env = make_model_env(ensemble, cfg.task)
+    seed_everything(int(cfg.seed) + 1)  # the same RNG stream whether data/model came from cache
     resuming = bool(cfg.get("resume", False)) and (_run_dir(cfg) / "checkpoint.pt").exists()
     comp = build(cfg, data, model_env, resuming)
     trainer = _make_trainer(cfg, comp, cfg.task, {"loss": comp.loss})
