@@ -205,7 +205,16 @@ def build_leq(cfg: DictConfig, data: OfflineData, model_env: Any, resuming: bool
     )
 
 
-MODEL_BASED_LOSSES: dict[str, Callable[..., LossComponents]] = {"leq": build_leq}
+def _build_combo(*args: Any) -> LossComponents:
+    from .combo import build_combo
+
+    return build_combo(*args)
+
+
+MODEL_BASED_LOSSES: dict[str, Callable[..., LossComponents]] = {
+    "leq": build_leq,
+    "combo": _build_combo,
+}
 
 
 def _make_trainer(
