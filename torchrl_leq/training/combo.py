@@ -15,7 +15,11 @@ import torch
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
-from torchrl_leq.data import make_model_transition_buffer, rollout_model_transitions, sample_mixed_batch
+from torchrl_leq.data import (
+    make_model_transition_buffer,
+    rollout_model_transitions,
+    sample_mixed_batch,
+)
 from torchrl_leq.modules import make_combo_actor, make_combo_critic
 from torchrl_leq.objectives import COMBOLoss
 
@@ -67,7 +71,9 @@ def build_combo(cfg: Any, data: OfflineData, model_env: Any, resuming: bool) -> 
     num_starts, length = int(rc.num_starts), int(rc.length)
 
     def fill(step: int) -> None:
-        start = TensorDict({"observation": data.buffer.sample(num_starts)["observation"]}, [num_starts])
+        start = TensorDict(
+            {"observation": data.buffer.sample(num_starts)["observation"]}, [num_starts]
+        )
         model_buffer.extend(rollout_model_transitions(model_env, loss.actor_network, start, length))
 
     batch_size, ratio = int(optim.batch_size_env), float(lc.get("real_ratio", 0.5))
