@@ -239,7 +239,11 @@ class OfflineTrainer:
     def train(self) -> dict[str, Any]:
         """Run (or continue) training; returns last/best scores and the final evaluation."""
         bar = tqdm(
-            total=self.total_steps, initial=self.step, disable=not self.progress, desc="train"
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.progress,
+            desc="train",
+            mininterval=2.0,
         )
         while self.step < self.total_steps:
             for hook in self.hooks:
