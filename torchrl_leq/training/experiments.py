@@ -258,8 +258,12 @@ def run_model_based(cfg: DictConfig) -> dict[str, Any]:
     if build is None:
         raise ValueError(f"algo must be one of {sorted(MODEL_BASED_LOSSES)}, got {cfg.algo!r}.")
     data = make_offline_data(cfg.data, batch_size=int(cfg.optim.batch_size_env))
+    wm_seed = cfg.world_model.get("seed")  # null: one model per run seed (as in the paper)
     ensemble = make_world_model(
-        cfg.world_model, data, seed=int(cfg.seed), progress=bool(cfg.get("progress", True))
+        cfg.world_model,
+        data,
+        seed=int(cfg.seed if wm_seed is None else wm_seed),
+        progress=bool(cfg.get("progress", True)),
     )
     model_env = make_model_env(ensemble, cfg.task)
     seed_everything(int(cfg.seed) + 1)  # the same RNG stream whether data/model came from cache
