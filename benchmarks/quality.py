@@ -1,0 +1,396 @@
+"""Quality benchmark: algo x task x seed (plus LEQ ablations) through the example configs.
+
+Every run uses the example YAML of its algorithm (``examples/config/<algo>.yaml``) with a common
+gradient-step budget (``--steps``), the same generated dataset (``data.steps``, ``--data-steps``)
+and, for the model-based algorithms (LEQ, COMBO), one cached world model per task shared across
+seeds (``world_model.seed=0``). Runs go to ``<out>/<task>/<algo or ablation>/seed<k>/``; a run
+whose ``metrics.csv`` already has a ``final`` row is skipped, and a killed run continues from its
+``checkpoint.pt``, so the script can simply be restarted. ``--summarize`` writes
+``benchmarks/RESULTS.md`` (tables + one learning-curve PNG per task) from whatever CSVs exist.
+
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --algos leq,bc --tasks pointmaze-umaze
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --ablations --seeds 0,1,2
+    python benchmarks/quality.py --summarize
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "examples" / "config"
+ALGO_CONFIGS = {
+    "leq": "leq_pointmaze.yaml",
+    "iql": "iql.yaml",
+    "cql": "cql.yaml",
+    "bc": "bc.yaml",
+    "combo": "combo.yaml",
+}
+MODEL_BASED = ("leq", "combo")
+ABLATION_TASK = "pointmaze-medium"
+# name -> overrides on the LEQ config (paper Table 18 style); None: not supported yet.
+ABLATIONS: dict[str, list[str] | None] = {
+    "no_actor_expectile": ["loss.actor_tau=0.5"],
+    "no_env_critic_loss": ["loss.beta=1.0"],
+    "expectile_on_env": None,  # LEQLoss has no switch for an expectile on the D_env target
+    "no_ema": ["loss.ema_weight=0"],
+    "no_expansion": ["expansion.enabled=false"],
+}
+DISCUSSION_MARK = "<!-- discussion: hand-written below this line, kept by --summarize -->"
+INTRO = """\
+**Budget.** Every run: 4000 gradient steps (`--steps`; LEQ additionally does 1000 BC + 1000 FQE
+pretraining steps, as in its example config), evaluation every 1000 steps on 10 episodes and a
+final evaluation on 100 episodes. This is **far below the paper's 1M gradient steps** (0.4%),
+with small networks and world models (the example configs), so the numbers measure what each
+method learns quickly on CPU, not its asymptotic quality; do not compare them with the paper's
+tables.
+
+**Same data.** All algorithms train on the same generated point-maze dataset per task
+(`data.steps=100000`, `data.seed=0`; the model-free example configs default to 200000 and are
+overridden), with the same reward transform and evaluation. LEQ and COMBO share **one cached
+world model per task, trained once with `world_model.seed=0`, across all run seeds** (to save
+compute): seed-to-seed variance therefore excludes world-model variance, unlike the paper, which
+trains one model per seed.
+
+*last* = normalized score of the final 100-episode evaluation; *best* = max over all
+evaluations of the run (10-episode evals + the final one, so it is optimistically biased);
+mean ± sample std (ddof=1) over the completed seeds; *n seeds* counts completed runs."""
+DEFAULT_ALGOS = "leq,iql,cql,bc,combo"
+DEFAULT_TASKS = "pointmaze-umaze,pointmaze-medium,pointmaze-large"
+
+
+# --------------------------------------------------------------------------- running
+def has_final_row(csv_path: Path) -> bool:
+    """Whether ``metrics.csv`` holds a ``final`` row, i.e. the run is complete."""
+    if not csv_path.exists():
+        return False
+    with csv_path.open(newline="") as f:
+        return any(row.get("kind") == "final" for row in csv.DictReader(f))
+
+
+def run_overrides(algo: str, task: str, seed: int, run_dir: Path, args) -> list[str]:
+    over = [f"task={task}", f"seed={seed}", f"run_dir={run_dir}", "resume=true", "progress=false"]
+    if not args.smoke:
+        over += [f"train.total_steps={args.steps}", f"data.steps={args.data_steps}"]
+    if algo in MODEL_BASED:
+        over.append("world_model.seed=0")
+    return over
+
+
+def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) -> str:
+    """Run (or resume, or skip) one run; returns 'skipped' / 'done'."""
+    run_dir = Path(args.out) / task / name / f"seed{seed}"
+    metrics = run_dir / "metrics.csv"
+    if has_final_row(metrics):
+        print(f"[skip] {task}/{name}/seed{seed}: complete", flush=True)
+        return "skipped"
+    from omegaconf import OmegaConf
+
+    from torchrl_leq.training.experiments import prepare_config, run_model_based, run_model_free
+
+    if not (run_dir / "checkpoint.pt").exists():
+        # no checkpoint: start from scratch (drop rows of a run killed before its 1st checkpoint)
+        metrics.unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "logs", ignore_errors=True)
+    resumed = (run_dir / "checkpoint.pt").exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    over = run_overrides(algo, task, seed, run_dir, args) + extra
+    cfg = OmegaConf.load(CONFIG_DIR / ALGO_CONFIGS[algo])
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
+    cfg = prepare_config(cfg, smoke=args.smoke, cli_overrides=over)
+    runner = run_model_based if algo in MODEL_BASED else run_model_free
+    print(f"[run ] {task}/{name}/seed{seed}: {' '.join(over)}", flush=True)
+    start = time.time()
+    result = runner(cfg)
+    wall = time.time() - start
+    print(
+        f"[done] {task}/{name}/seed{seed}: last={result['last_score']:.1f} "
+        f"best={result['best_score']:.1f} wall={wall:.0f}s",
+        flush=True,
+    )
+    timings = Path(args.out) / "timings.csv"
+    new = not timings.exists()
+    with timings.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["task", "name", "seed", "steps", "wall_s", "resumed"])
+        w.writerow([task, name, seed, cfg.train.total_steps, f"{wall:.1f}", int(resumed)])
+    return "done"
+
+
+def plan(args) -> list[tuple[str, str, int, str, list[str]]]:
+    """(algo, task, seed, name, extra overrides) for every requested run."""
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    runs = []
+    if args.ablations:
+        for seed in seeds:
+            for name, extra in ABLATIONS.items():
+                if extra is None:
+                    print(f"[miss] {name}: not supported by LEQLoss, skipped", flush=True)
+                    continue
+                runs.append(("leq", ABLATION_TASK, seed, name, extra))
+        return runs
+    algos = [a for a in args.algos.split(",") if a]
+    for algo in algos:
+        if algo not in ALGO_CONFIGS:
+            raise SystemExit(f"unknown algo {algo!r}; known: {sorted(ALGO_CONFIGS)}")
+    for task in [t for t in args.tasks.split(",") if t]:
+        for seed in seeds:
+            for algo in algos:
+                runs.append((algo, task, seed, algo, []))
+    return runs
+
+
+def record_command(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = "OMP_NUM_THREADS=1 python benchmarks/quality.py " + shlex.join(sys.argv[1:])
+    path = out / "commands.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    if cmd not in lines:
+        path.write_text("\n".join([*lines, cmd]) + "\n")
+
+
+# --------------------------------------------------------------------------- summarizing
+def read_run(csv_path: Path) -> dict | None:
+    """last (final row), best (max over all eval rows) and the curve (step -> score)."""
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    curve: dict[int, float] = {}
+    final = None
+    for row in rows:
+        step, score = int(row["step"]), float(row["normalized_score"])
+        if row["kind"] == "final":
+            final = score
+            curve[step] = score  # the 100-episode final eval replaces a same-step eval
+        else:
+            curve.setdefault(step, score)
+    return {
+        "last": final,
+        "best": max(float(r["normalized_score"]) for r in rows),
+        "curve": curve,
+        "complete": final is not None,
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
+    """task -> name -> seed -> run summary, from every ``metrics.csv`` under ``out``."""
+    found: dict[str, dict[str, dict[int, dict]]] = {}
+    for path in sorted(out.glob("*/*/seed*/metrics.csv")):
+        seed_dir, name_dir, task_dir = path.parent, path.parent.parent, path.parent.parent.parent
+        run = read_run(path)
+        if run is None:
+            continue
+        seed = int(seed_dir.name.removeprefix("seed"))
+        found.setdefault(task_dir.name, {}).setdefault(name_dir.name, {})[seed] = run
+    return found
+
+
+def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
+    lines = [
+        "| algo | last (final 100-ep eval) | best (max over evals) | n seeds | incomplete |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        seeds = runs.get(name, {})
+        done = [s for s in sorted(seeds) if seeds[s]["complete"]]
+        running = [s for s in sorted(seeds) if not seeds[s]["complete"]]
+        last = [seeds[s]["last"] for s in done]
+        best = [seeds[s]["best"] for s in done]
+        inc = ", ".join(f"seed{s}" for s in running) or ""
+        lines.append(f"| {name} | {fmt(last)} | {fmt(best)} | {len(done)} | {inc} |")
+    return lines
+
+
+def plot_task(task: str, runs: dict[str, dict[int, dict]], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
+    for name, seeds in sorted(runs.items()):
+        curves = [r["curve"] for r in seeds.values() if r["curve"]]
+        if not curves:
+            continue
+        steps = sorted(set().union(*curves))
+        means = []
+        for step in steps:
+            vals = [c[step] for c in curves if step in c]
+            means.append(sum(vals) / len(vals))
+        ax.plot(steps, means, marker="o", label=f"{name} (n={len(curves)})")
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("normalized score (mean over seeds)")
+    ax.set_title(task)
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str:
+    """Write ``results_md`` (tables per task + curve PNGs under ``out``) and return its text."""
+    import os
+
+    data = collect(out)
+    cmd_path = out / "commands.txt"
+    commands = cmd_path.read_text().splitlines() if cmd_path.exists() else []
+    lines = [
+        "# Quality benchmark results",
+        "",
+        f"- machine: `{platform.machine()}`, nproc {os.cpu_count()}, CPU `{_cpu_model()}`",
+        f"- commit: `{_commit()}` (when this file was generated)",
+        "- commands (each run is one in-process call of the example runners):",
+        "",
+        "```bash",
+        *(commands or ["# (no runs recorded)"]),
+        "python benchmarks/quality.py --summarize",
+        "```",
+        "",
+    ]
+    lines += [INTRO, ""]
+    for task in sorted(data):
+        runs = data[task]
+        main = [a for a in ALGO_CONFIGS if a in runs]
+        abl = [a for a in ABLATIONS if a in runs]
+        other = sorted(set(runs) - set(main) - set(abl))
+        lines += [f"## {task}", ""]
+        lines += table(main + other, runs)
+        if abl:
+            lines += ["", f"Ablations of LEQ on {task} (compare with the `leq` row above):", ""]
+            lines += table(abl, runs)
+        png = out / f"{task}_curves.png"
+        if plot_task(task, runs, png):
+            rel = os.path.relpath(png, results_md.parent)
+            lines += ["", f"![{task} learning curves]({rel})"]
+        lines.append("")
+    missing = [n for n, o in ABLATIONS.items() if o is None]
+    if missing:
+        lines += [
+            "Not run (not supported by `LEQLoss` yet): " + ", ".join(f"`{m}`" for m in missing),
+            "",
+        ]
+    timings = out / "timings.csv"
+    if timings.exists():
+        lines += timing_table(timings)
+    if discussion is None and results_md.exists():
+        old = results_md.read_text()
+        if DISCUSSION_MARK in old:  # keep the hand-written discussion when regenerating
+            discussion = old[old.index(DISCUSSION_MARK) + len(DISCUSSION_MARK) :]
+    lines += [DISCUSSION_MARK, (discussion or "").strip(), ""]
+    text = "\n".join(lines)
+    results_md.write_text(text)
+    return text
+
+
+def timing_table(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        by.setdefault((r["task"], r["name"]), []).append(float(r["wall_s"]))
+    lines = [
+        "## Wall time per run (single process, `OMP_NUM_THREADS=1`)",
+        "",
+        "Includes data generation / world-model training when not cached yet, pretraining and "
+        "all evaluations; a resumed run only counts the part after the restart.",
+        "",
+        "| task | run | runs timed | mean wall (s) | min–max (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for (task, name), walls in sorted(by.items()):
+        lines.append(
+            f"| {task} | {name} | {len(walls)} | {sum(walls) / len(walls):.0f} | "
+            f"{min(walls):.0f}–{max(walls):.0f} |"
+        )
+    return [*lines, ""]
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--algos", default=DEFAULT_ALGOS)
+    p.add_argument("--tasks", default=DEFAULT_TASKS)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=4000, help="gradient steps per run")
+    p.add_argument("--data-steps", type=int, default=100000, help="data.steps (dataset size)")
+    p.add_argument("--ablations", action="store_true", help=f"LEQ ablations on {ABLATION_TASK}")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--results-md", default=None, help="default: <out>/../RESULTS.md")
+    p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
+    p.add_argument("--smoke", action="store_true", help="smoke-size configs (for testing)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    results_md = Path(args.results_md) if args.results_md else out.parent / "RESULTS.md"
+    if args.summarize:
+        summarize(out, results_md)
+        print(f"wrote {results_md}")
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    record_command(out)
+    for algo, task, seed, name, extra in plan(args):
+        run_one(algo, task, seed, name, extra, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""benchmarks/quality.py: --summarize statistics and the skip-completed-runs logic (no training)."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+HEADER = "step,kind,episodes,normalized_score,success_rate,mean_return\n"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, rows: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "".join(r + "\n" for r in rows))
+    return path
+
+
+def test_summarize_mean_std(quality, tmp_path):
+    out = tmp_path / "results"
+    task = out / "pointmaze-umaze" / "leq"
+    # seed0: final 80, best 90 (an eval); seed1: final 100, best 100
+    _write(
+        task / "seed0" / "metrics.csv", ["1000,eval,10,90.0,0.9,1.0", "2000,final,100,80.0,0.8,1"]
+    )
+    _write(
+        task / "seed1" / "metrics.csv", ["1000,eval,10,50.0,0.5,1.0", "2000,final,100,100.0,1,1"]
+    )
+    # an unfinished run is listed as incomplete and left out of the statistics
+    _write(out / "pointmaze-umaze" / "bc" / "seed0" / "metrics.csv", ["1000,eval,10,30.0,0.3,1"])
+    md = tmp_path / "RESULTS.md"
+    text = quality.summarize(out, md)
+    assert md.read_text() == text
+    leq_row = next(line for line in text.splitlines() if line.startswith("| leq |"))
+    # mean 90, sample std sqrt(200) = 14.14; best: mean(90, 100) = 95, std 7.07
+    assert leq_row == "| leq | 90.0 ± 14.1 | 95.0 ± 7.1 | 2 |  |"
+    bc_row = next(line for line in text.splitlines() if line.startswith("| bc |"))
+    assert bc_row == "| bc | – | – | 0 | seed0 |"
+    assert (out / "pointmaze-umaze_curves.png").exists()
+    assert "results/pointmaze-umaze_curves.png" in text
+    # a hand-written discussion survives regeneration
+    md.write_text(text + "\nLEQ wins here.\n")
+    assert "LEQ wins here." in quality.summarize(out, md)
+
+
+def test_skip_completed(quality, tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100)
+    done = _write(
+        tmp_path / "pointmaze-umaze" / "bc" / "seed0" / "metrics.csv",
+        ["1000,eval,10,0.0,0,0", "2000,final,100,0.0,0,0"],
+    )
+    assert quality.has_final_row(done)
+    assert quality.run_one("bc", "pointmaze-umaze", 0, "bc", [], args) == "skipped"
+    partial = _write(tmp_path / "p" / "metrics.csv", ["1000,eval,10,0.0,0,0"])
+    assert not quality.has_final_row(partial)
+    assert not quality.has_final_row(tmp_path / "missing.csv")
+    names = [r[3] for r in quality.plan(argparse.Namespace(ablations=True, seeds="0"))]
+    assert "expectile_on_env" not in names and "no_ema" in names
