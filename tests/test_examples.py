@@ -18,6 +18,7 @@ from torchrl_leq.training.experiments import prepare_config, run_model_based
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "config"
 POINTMAZE_EXAMPLES = ["leq_pointmaze", "iql", "cql", "bc", "combo"]
+SIMULATOR_EXAMPLES = ["leq_antmaze", "leq_mujoco"]  # smoke data generated with the real simulator
 
 
 def run_script(name, tmp_path, *overrides, timeout=300):
@@ -43,7 +44,7 @@ def final_row(run_dir):
     return rows[-1]
 
 
-@pytest.mark.parametrize("name", POINTMAZE_EXAMPLES)
+@pytest.mark.parametrize("name", POINTMAZE_EXAMPLES + SIMULATOR_EXAMPLES)
 def test_example_smoke_run(name, tmp_path):
     proc = run_script(name, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

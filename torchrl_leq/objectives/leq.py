@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -18,6 +18,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 from .value import (
     NormalizedLambdaReturnEstimator,
     _check_unit_interval,
+    _geometric_sums,
     expectile_loss,
     expectile_weight,
 )
@@ -339,27 +340,37 @@ class LEQLoss(LossModule):
 
     # ------------------------------------------------------------------ rollout
     def _imagine(
-        self, start: TensorDictBase, actor_params: TensorDictBase, perturb: bool
-    ) -> dict[str, Tensor | list[Tensor]]:
+        self,
+        start: TensorDictBase,
+        actor_params: TensorDictBase,
+        critic_params: TensorDictBase | None = None,
+    ) -> dict[str, Any]:
         """Roll the actor H steps in the model env; stack observations/actions over t = 0..H.
 
         The model env's own reward key and ``"terminated"`` are read (``set_keys`` remaps the
         D_env batch, not the env's outputs).
 
-        With ``perturb``, each action is ``π(s_t) + δ_t`` with a zero leaf ``δ_t`` (returned
-        under ``"delta"``) so that ∂Q^λ_t/∂a_t can be read off as ∂Q^λ_t/∂δ_t.
+        With ``critic_params`` (per-step actor gradients), every step gets a graph of its own:
+        ``s_t`` is a fresh leaf, ``a_t = π(s_t) + δ_t`` with a zero leaf ``δ_t``, and
+        ``Q(s_t, a_t)``, ``r_t`` and ``s_{t+1}`` are recorded under ``"steps"``, so that
+        ∂Q^λ_t/∂a_t can be computed by one backward sweep (:meth:`_per_step_action_grads`).
         """
         k = self.tensor_keys
         env = self.model_env
+        local = critic_params is not None
         td = env.reset(start.select(k.observation))
-        observations, actions, rewards, terminated, alive, deltas = [], [], [], [], [], []
+        observations, actions, rewards, terminated, alive, steps = [], [], [], [], [], []
         alive_t = torch.ones_like(start.get(k.observation)[..., :1])
         for t in range(self.horizon + 1):
+            if local:
+                td.set(k.observation, td.get(k.observation).detach().requires_grad_(True))
             action = self._actor(td, actor_params)
-            if perturb:
-                deltas.append(torch.zeros_like(action, requires_grad=True))
-                action = action + deltas[-1]
-            observations.append(td.get(k.observation))
+            obs = td.get(k.observation)
+            if local:
+                delta = torch.zeros_like(action, requires_grad=True)
+                action = action + delta
+                steps.append({"obs": obs, "delta": delta, "q": self._q(obs, action, critic_params)})
+            observations.append(obs)
             actions.append(action)
             alive.append(alive_t)
             if t == self.horizon:
@@ -368,6 +379,8 @@ class LEQLoss(LossModule):
             nxt = env.step(td).get("next")
             reward = nxt.get(env.reward_key)
             term = nxt.get("terminated").reshape(reward.shape).bool()
+            if local:
+                steps[-1].update(reward=reward, next_obs=nxt.get(k.observation))
             rewards.append(reward)
             terminated.append(term)
             alive_t = alive_t * (~term).to(alive_t.dtype)
@@ -378,7 +391,7 @@ class LEQLoss(LossModule):
             "reward": torch.stack(rewards, 1),  # [B, H, 1]
             "terminated": torch.stack(terminated, 1),  # [B, H, 1]
             "alive": torch.stack(alive, 1),  # [B, H+1, 1]
-            "delta": deltas,
+            "steps": steps,
         }
 
     def _lambda_returns(self, q: Tensor, reward: Tensor, terminated: Tensor) -> Tensor:
@@ -413,19 +426,20 @@ class LEQLoss(LossModule):
         per_step = self.actor_gradient == "per_step"
 
         with hold_out_net(self.model_env):
-            rollout = self._imagine(
-                model_td, actor_params.detach() if per_step else actor_params, per_step
-            )
+            if per_step:
+                rollout = self._imagine(model_td, actor_params.detach(), critic_frozen)
+                q_actor = torch.stack([step["q"] for step in rollout["steps"]], 1).detach()
+            else:
+                rollout = self._imagine(model_td, actor_params)
             obs, act = rollout["observation"], rollout["action"]
             reward, terminated, alive = rollout["reward"], rollout["terminated"], rollout["alive"]
-            # Q with frozen critic: gradients reach the actor only (through actions/states).
-            q_actor = self._q(obs, act, critic_frozen)
+            if not per_step:
+                # Q with frozen critic: gradients reach the actor only (through actions/states).
+                q_actor = self._q(obs, act, critic_frozen)
             lambda_return = self._lambda_returns(q_actor, reward, terminated)  # [B, H+1, 1]
             weights = self._actor_weights(q_actor.detach(), lambda_return.detach()) * alive
             if per_step:
-                grads = self._per_step_action_grads(
-                    lambda_return, rollout["delta"]
-                )  # [B, H+1, act]
+                grads = self._per_step_action_grads(rollout["steps"], terminated)  # [B, H+1, act]
                 policy_action = self._actor(
                     TensorDict({k.observation: obs.detach()}, obs.shape[:-1]), actor_params
                 )
@@ -507,14 +521,52 @@ class LEQLoss(LossModule):
             {"loss_actor": loss_actor, "loss_qvalue": loss_qvalue, **diagnostics}, batch_size=[]
         )
 
-    @staticmethod
-    def _per_step_action_grads(lambda_return: Tensor, deltas: list[Tensor]) -> Tensor:
-        """∂Q^λ_t/∂a_t for every t (the Jacobian's diagonal blocks), one backward per step.
+    def _per_step_action_grads(self, steps: list[dict[str, Tensor]], terminated: Tensor) -> Tensor:
+        """∂Q^λ_t/∂a_t for every t = 0..H (the Jacobian's diagonal blocks) in one backward sweep.
 
-        Samples are independent, so the gradient of the batch sum gives every sample's own.
+        With ``V_t = ∇_{s_t} Q^λ_t`` (the total derivative, through ``a_t = π(s_t)`` and every
+        later step), the λ-return recursion makes both ``∂Q^λ_t/∂a_t`` and ``V_t`` the gradients
+        of one scalar per model step ``(s_t, a_t) -> (r_t, s_{t+1})``:
+        ``F_t = local_t(Q_t, r_t) + c_t · <sg(V_{t+1}), s_{t+1}>`` — H+1 small backward passes
+        through one step each, instead of H+1 passes through the whole rollout. Without the
+        0-step term, Q^λ_t also depends on ``Q_{t+1}`` directly, which adds
+        ``W_t = ∇_{s_t} Q(s_t, π(s_t))``. Samples are independent, so the batch sums give every
+        sample's own gradient.
         """
-        grads = [
-            torch.autograd.grad(lambda_return[:, t].sum(), delta, retain_graph=True)[0]
-            for t, delta in enumerate(deltas)
-        ]
+        est = self._value_estimator
+        if not isinstance(est, NormalizedLambdaReturnEstimator):
+            raise TypeError(
+                "actor_gradient='per_step' needs the NormalizedLambdaReturnEstimator; use "
+                "actor_gradient='backprop' with a custom value estimator."
+            )
+        gamma, lmbda, current = est.gamma, est.lmbda, est.include_current
+        horizon = len(steps) - 1
+        sums = _geometric_sums(lmbda, horizon + 2)
+        not_term = (~terminated).to(steps[0]["q"].dtype)
+        grads: list[Tensor] = [steps[0]["delta"]] * (horizon + 1)
+        v_next = w_next = None
+        for t in reversed(range(horizon + 1)):
+            step = steps[t]
+            q = step["q"]
+            left = horizon - t
+            if t == horizon:
+                objective = q.sum()
+            elif current:
+                local = (q + lmbda * sums[left] * step["reward"]) / sums[left + 1]
+                coef = lmbda * sums[left] * gamma / sums[left + 1]
+                objective = local.sum() + (coef * not_term[:, t] * v_next * step["next_obs"]).sum()
+            else:
+                lmbda_t = lmbda * sums[left - 1] / sums[left]
+                direction = (1 - lmbda_t) * w_next + lmbda_t * v_next
+                objective = (
+                    step["reward"].sum()
+                    + (gamma * not_term[:, t] * direction * step["next_obs"]).sum()
+                )
+            need_w = not current and 0 < t < horizon
+            grad_s, grad_a = torch.autograd.grad(
+                objective, [step["obs"], step["delta"]], retain_graph=need_w
+            )
+            if not current and t > 0:
+                w_next = grad_s if t == horizon else torch.autograd.grad(q.sum(), step["obs"])[0]
+            grads[t], v_next = grad_a, grad_s
         return torch.stack(grads, 1)

@@ -196,9 +196,10 @@ def make_world_model(
     return ensemble
 
 
-def make_model_env(ensemble: ProbabilisticEnsemble, task: str) -> LEQModelEnv:
-    """The ensemble as a TorchRL env with the task's true termination function."""
-    return LEQModelEnv(ensemble, task)
+def make_model_env(ensemble: ProbabilisticEnsemble, termination: Any) -> LEQModelEnv:
+    """The ensemble as a TorchRL env with the task's true termination function (a task name
+    for :func:`~torchrl_leq.envs.get_termination_fn`, or a callable)."""
+    return LEQModelEnv(ensemble, termination)
 
 
 def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, TensorDictModule]:
@@ -329,7 +330,7 @@ def _loop(
         optimizer.step()
         if after_step is not None:
             after_step()
-        last = out[key]
+        last = out[key].detach()
     return float(last) if steps else last
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict.nn import TensorDictModuleBase
 from torchrl.objectives import SoftUpdate
 
+from torchrl_leq.envs.antmaze import termination_from_config
 from torchrl_leq.envs.termination import get_termination_fn
 from torchrl_leq.tasks import POINTMAZE_TASKS
 
@@ -265,7 +266,7 @@ def run_model_based(cfg: DictConfig) -> dict[str, Any]:
         seed=int(cfg.seed if wm_seed is None else wm_seed),
         progress=bool(cfg.get("progress", True)),
     )
-    model_env = make_model_env(ensemble, cfg.task)
+    model_env = make_model_env(ensemble, termination_from_config(cfg.get("termination"), cfg.task))
     seed_everything(int(cfg.seed) + 1)  # the same RNG stream whether data/model came from cache
     resuming = bool(cfg.get("resume", False)) and (_run_dir(cfg) / "checkpoint.pt").exists()
     comp = build(cfg, data, model_env, resuming)

@@ -259,7 +259,7 @@ class OfflineTrainer:
             if due_log and self.logger is not None:
                 for key, value in out.items():
                     if isinstance(key, str) and value.numel() == 1:
-                        self.logger.log_scalar(f"train/{key}", float(value), step=self.step)
+                        self.logger.log_scalar(f"train/{key}", value.item(), step=self.step)
             if self.step % self.eval_every == 0 and self.step < self.total_steps:
                 row = self._evaluate(self.eval_episodes, "eval")
                 bar.set_postfix(
