@@ -76,7 +76,9 @@ def reference_rollout(loss, env, obs0, actor_params, deltas=None):
             break
         a_c = a.clamp(-1, 1)
         s = env.dynamics(s, a_c)
-        rews.append(-(s.pow(2).sum(-1, keepdim=True)) - env.action_cost * a_c.pow(2).sum(-1, keepdim=True))
+        rews.append(
+            -(s.pow(2).sum(-1, keepdim=True)) - env.action_cost * a_c.pow(2).sum(-1, keepdim=True)
+        )
         terms.append(s[..., :1].abs() > env.termination_bound)
         obs.append(s)
     obs, acts = torch.stack(obs, 1), torch.stack(acts, 1)
@@ -182,16 +184,27 @@ def _grads(params):
     return [p.grad for p in params.values(True, True) if p.requires_grad]
 
 
+@pytest.mark.parametrize("include_current", [True, False])
 @pytest.mark.parametrize("actor_gradient", ["per_step", "backprop"])
-def test_gradients_reach_only_their_network(actor_gradient):
+def test_gradients_reach_only_their_network(actor_gradient, include_current):
     env, actor, critic = make_parts()
-    loss = LEQLoss(actor, critic, env, horizon=3, actor_gradient=actor_gradient)
+    loss = LEQLoss(
+        actor,
+        critic,
+        env,
+        horizon=3,
+        actor_gradient=actor_gradient,
+        include_current=include_current,
+    )
     perturb_target(loss)
     out = loss(make_batch())
     out["loss_actor"].backward()
     assert all(g is not None and g.abs().sum() > 0 for g in _grads(loss.actor_network_params))
     assert all(g is None or g.abs().sum() == 0 for g in _grads(loss.qvalue_network_params))
     assert all(g is None for g in _grads(loss.target_qvalue_network_params))
+    loss.zero_grad()
+    out = loss(make_batch())
+    (out["loss_actor"] + out["loss_qvalue"]).backward()  # one backward for both, as trainers do
     loss.zero_grad()
     out = loss(make_batch())
     out["loss_qvalue"].backward()
@@ -242,12 +255,14 @@ def test_per_step_actor_gradient_matches_finite_difference_jacobians():
             minus = [d.clone() for d in zeros]
             plus[t][:, j] += eps
             minus[t][:, j] -= eps
-            jac[:, t, j] = (lambda_returns(plus)[0][:, t, 0] - lambda_returns(minus)[0][:, t, 0]) / (
-                2 * eps
-            )
+            jac[:, t, j] = (
+                lambda_returns(plus)[0][:, t, 0] - lambda_returns(minus)[0][:, t, 0]
+            ) / (2 * eps)
     w = torch.where(q > lam, 1 - loss.actor_tau, loss.actor_tau)
     w[:, -1] = 0.5
-    policy_action = pi_fn(loss, loss.actor_network_params, obs.reshape(-1, OBS)).reshape(B, H + 1, ACT)
+    policy_action = pi_fn(loss, loss.actor_network_params, obs.reshape(-1, OBS)).reshape(
+        B, H + 1, ACT
+    )
     surrogate = -(w * alive * (jac * policy_action).sum(-1, keepdim=True)).sum((1, 2)).mean()
     want = _actor_grad(loss, surrogate)
     for g, w_ in zip(got, want):
