@@ -127,3 +127,31 @@ def test_same_runner_trains_leq_and_combo_by_config_only(tmp_path):
         results[algo] = run_model_based(config)
     assert all(math.isfinite(r["last_score"]) for r in results.values())
     assert "qvalue_network_params" in str(params_of(tmp_path / "combo").keys())
+
+
+@pytest.mark.parametrize(
+    "backend, produced", [("tensorboard", "events.out.tfevents"), ("wandb", "offline-run")]
+)
+def test_logger_backends_work_offline(backend, produced, tmp_path):
+    proc = run_script("bc", tmp_path, f"logger.backend={backend}", "train.total_steps=20")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any(produced in path.name for path in (tmp_path / "bc" / "logs").rglob("*"))
+    assert final_row(tmp_path / "bc")["kind"] == "final"
+
+
+def test_hydra_multirun_over_seeds(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "bc.py"),
+        "-m",
+        "seed=0,1",
+        "smoke=true",
+        "progress=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "sweep").glob("*/metrics.csv"))
+    assert len(runs) == 2
+    assert [final_row(r.parent)["kind"] for r in runs] == ["final", "final"]
