@@ -21,11 +21,11 @@ from collections import deque
 from typing import Any
 
 import gymnasium as gym
-import gymnasium_robotics
 import numpy as np
 import torch
 from tensordict.nn import TensorDictModule
 
+import torchrl_leq._robotics  # noqa: F401  (registers the maze envs, quietly)
 from torchrl_leq.tasks import POINTMAZE_SUCCESS_RADIUS, PointMazeTask, get_pointmaze_task
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "resolve_task",
 ]
 
-gym.register_envs(gymnasium_robotics)
 
 KP, KD = 10.0, 1.0
 

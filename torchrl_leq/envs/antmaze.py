@@ -129,10 +129,10 @@ def make_antmaze_eval_env(
     observation flattened by :class:`AntMazeD4RLLayout` (29 dims). No time limit here: the
     registered id adds one (``max_episode_steps``, default 1000; D4RL uses 700 for umaze).
     Positions are in gymnasium-robotics' frame, not D4RL's (module docstring)."""
-    import gymnasium_robotics
     from gymnasium_robotics.envs.maze.ant_maze_v5 import AntMazeEnv
 
-    gym.register_envs(gymnasium_robotics)
+    import torchrl_leq._robotics  # noqa: F401  (registers the maze envs, quietly)
+
     kwargs.setdefault("include_cfrc_ext_in_observation", False)
     env = AntMazeEnv(maze_map=antmaze_maze_map(maze), continuing_task=continuing_task, **kwargs)
     return AntMazeD4RLLayout(env)
