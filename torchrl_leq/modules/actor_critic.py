@@ -61,6 +61,11 @@ class InputScaler(nn.Module):
 
 
 def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_norm: bool) -> MLP:
+    num_cells = [int(n) for n in num_cells]
+    if not num_cells or any(n < 1 for n in num_cells):
+        raise ValueError(
+            f"num_cells must be a non-empty sequence of positive ints, got {num_cells}."
+        )
     norm = {}
     if layer_norm:
         norm = {
@@ -70,7 +75,7 @@ def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_no
     return MLP(
         in_features=in_features,
         out_features=out_features,
-        num_cells=list(num_cells),
+        num_cells=num_cells,
         activation_class=nn.ReLU,
         **norm,
     )

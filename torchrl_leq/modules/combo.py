@@ -28,41 +28,13 @@ from torch import Tensor, nn
 from torchrl.data import Bounded
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 
-from .actor_critic import InputScaler
+from .actor_critic import InputScaler, _mlp, _stats, make_leq_critic
 
 __all__ = ["make_combo_actor", "make_combo_critic"]
 
 
-def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_norm: bool) -> MLP:
-    num_cells = [int(n) for n in num_cells]
-    if not num_cells or any(n < 1 for n in num_cells):
-        raise ValueError(
-            f"num_cells must be a non-empty sequence of positive ints, got {num_cells}."
-        )
-    norm = {}
-    if layer_norm:
-        norm = {
-            "norm_class": nn.LayerNorm,
-            "norm_kwargs": [{"normalized_shape": n} for n in num_cells],
-        }
-    return MLP(
-        in_features=in_features,
-        out_features=out_features,
-        num_cells=num_cells,
-        activation_class=nn.ReLU,
-        **norm,
-    )
-
-
 def _scaler(dim: int, loc: Tensor | None, scale: Tensor | None, use_symlog: bool) -> InputScaler:
-    loc = torch.zeros(dim) if loc is None else torch.as_tensor(loc, dtype=torch.float32)
-    scale = torch.ones(dim) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
-    if loc.shape != (dim,) or scale.shape != (dim,):
-        raise ValueError(
-            f"input statistics must have shape ({dim},), got {tuple(loc.shape)} and "
-            f"{tuple(scale.shape)}."
-        )
-    return InputScaler(loc, scale, use_symlog=use_symlog)
+    return InputScaler(*_stats(dim, loc, scale), use_symlog=use_symlog)
 
 
 class _GaussianHead(nn.Module):
@@ -80,15 +52,6 @@ class _GaussianHead(nn.Module):
         span = self.log_std_max - self.log_std_min
         log_std = self.log_std_min + 0.5 * span * (torch.tanh(raw) + 1.0)
         return loc, log_std.exp()
-
-
-class _CriticNet(nn.Module):
-    def __init__(self, scaler: InputScaler, mlp: MLP) -> None:
-        super().__init__()
-        self.scaler, self.mlp = scaler, mlp
-
-    def forward(self, observation: Tensor, action: Tensor) -> Tensor:
-        return self.mlp(self.scaler(torch.cat([observation, action], dim=-1)))
 
 
 def make_combo_actor(
@@ -173,8 +136,15 @@ def make_combo_critic(
         >>> critic.in_keys, critic.out_keys
         (['observation', 'action'], ['state_action_value'])
     """
-    net = _CriticNet(
-        _scaler(observation_dim + action_dim, input_loc, input_scale, use_symlog),
-        _mlp(observation_dim + action_dim, 1, num_cells, layer_norm),
+    return make_leq_critic(
+        observation_dim,
+        action_dim,
+        num_cells=num_cells,
+        layer_norm=layer_norm,
+        input_loc=input_loc,
+        input_scale=input_scale,
+        use_symlog=use_symlog,
+        observation_key=observation_key,
+        action_key=action_key,
+        value_key=value_key,
     )
-    return TensorDictModule(net, in_keys=[observation_key, action_key], out_keys=[value_key])

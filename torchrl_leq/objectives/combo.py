@@ -17,24 +17,9 @@ from torchrl.objectives import LossModule, ValueEstimators
 from torchrl.objectives.utils import dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
+from ._utils import check_reduction, flat_key, reduce_loss
+
 __all__ = ["COMBOLoss"]
-
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _reduce(value: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return value.mean()
-    if reduction == "sum":
-        return value.sum()
-    return value
-
-
-def _flat(*parts: NestedKey) -> tuple:
-    out: tuple = ()
-    for p in parts:
-        out += p if isinstance(p, tuple) else (p,)
-    return out
 
 
 class COMBOLoss(LossModule):
@@ -207,8 +192,7 @@ class COMBOLoss(LossModule):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if not alpha_init > 0:
             raise ValueError(f"alpha_init must be > 0, got {alpha_init}.")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
+        check_reduction(reduction)
         if not hasattr(actor_network, "get_dist"):
             raise TypeError(
                 "actor_network must be a probabilistic actor with get_dist (e.g. a "
@@ -312,11 +296,11 @@ class COMBOLoss(LossModule):
         keys = []
         for batch in (k.env_batch, k.model_batch):
             keys += [
-                _flat(batch, k.observation),
-                _flat(batch, k.action),
-                _flat(batch, "next", k.observation),
-                _flat(batch, "next", k.reward),
-                _flat(batch, "next", k.terminated),
+                flat_key(batch, k.observation),
+                flat_key(batch, k.action),
+                flat_key(batch, "next", k.observation),
+                flat_key(batch, "next", k.reward),
+                flat_key(batch, "next", k.terminated),
             ]
         return keys
 
@@ -573,9 +557,9 @@ class COMBOLoss(LossModule):
             }
         return TensorDict(
             {
-                "loss_actor": _reduce(actor_per_sample, red),
-                "loss_qvalue": _reduce(qvalue_per_sample, red),
-                "loss_alpha": _reduce(alpha_per_sample, red),
+                "loss_actor": reduce_loss(actor_per_sample, red),
+                "loss_qvalue": reduce_loss(qvalue_per_sample, red),
+                "loss_alpha": reduce_loss(alpha_per_sample, red),
                 **diagnostics,
             },
             batch_size=[],

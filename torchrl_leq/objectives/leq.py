@@ -15,6 +15,7 @@ from torchrl.objectives import LossModule, ValueEstimators
 from torchrl.objectives.utils import hold_out_net
 from torchrl.objectives.value import ValueEstimatorBase
 
+from ._utils import check_reduction, flat_key, reduce_loss
 from .value import (
     NormalizedLambdaReturnEstimator,
     _check_unit_interval,
@@ -26,14 +27,6 @@ from .value import (
 __all__ = ["LEQLoss"]
 
 ActorGradient = Literal["per_step", "backprop"]
-
-
-def _reduce(value: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return value.mean()
-    if reduction == "sum":
-        return value.sum()
-    return value
 
 
 class LEQLoss(LossModule):
@@ -186,8 +179,7 @@ class LEQLoss(LossModule):
             raise ValueError(
                 f"actor_gradient must be 'per_step' or 'backprop', got {actor_gradient!r}."
             )
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
+        check_reduction(reduction)
         if not isinstance(model_env, EnvBase):
             raise TypeError(f"model_env must be a torchrl EnvBase, got {type(model_env)}.")
         super().__init__()
@@ -246,23 +238,14 @@ class LEQLoss(LossModule):
 
     @property
     def in_keys(self) -> list[NestedKey]:
-        k = self.tensor_keys
-        env = k.env_batch if isinstance(k.env_batch, tuple) else (k.env_batch,)
-        model = k.model_batch if isinstance(k.model_batch, tuple) else (k.model_batch,)
-
-        def flat(*parts) -> tuple:
-            out: tuple = ()
-            for p in parts:
-                out += p if isinstance(p, tuple) else (p,)
-            return out
-
+        k, env, model = self.tensor_keys, self.tensor_keys.env_batch, self.tensor_keys.model_batch
         return [
-            flat(env, k.observation),
-            flat(env, k.action),
-            flat(env, "next", k.observation),
-            flat(env, "next", k.reward),
-            flat(env, "next", k.terminated),
-            flat(model, k.observation),
+            flat_key(env, k.observation),
+            flat_key(env, k.action),
+            flat_key(env, "next", k.observation),
+            flat_key(env, "next", k.reward),
+            flat_key(env, "next", k.terminated),
+            flat_key(model, k.observation),
         ]
 
     # ------------------------------------------------------------------ networks
@@ -502,11 +485,11 @@ class LEQLoss(LossModule):
             )
         else:
             loss_qvalue = (
-                self.beta * _reduce(model_per_sample, red)
-                + (1 - self.beta) * _reduce(env_per_sample, red)
-                + self.ema_weight * sum(c * _reduce(v, red) for c, v in ema_per_sample)
+                self.beta * reduce_loss(model_per_sample, red)
+                + (1 - self.beta) * reduce_loss(env_per_sample, red)
+                + self.ema_weight * sum(c * reduce_loss(v, red) for c, v in ema_per_sample)
             )
-        loss_actor = _reduce(actor_per_sample, red)
+        loss_actor = reduce_loss(actor_per_sample, red)
 
         with torch.no_grad():
             alive_steps = alive[:, :-1]

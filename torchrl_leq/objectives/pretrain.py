@@ -10,18 +10,10 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from ._utils import check_reduction, reduce_loss
 from .value import _check_unit_interval
 
 __all__ = ["BCLoss", "FQELoss"]
-
-
-def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    return {"mean": x.mean, "sum": x.sum}.get(reduction, lambda: x)()
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
 
 
 def _require(td: TensorDictBase, keys: list[NestedKey], owner: str) -> None:
@@ -59,7 +51,7 @@ class BCLoss(LossModule):
     target_actor_network_params: TensorDictParams
 
     def __init__(self, actor_network: TensorDictModule, *, reduction: str = "mean") -> None:
-        _check_reduction(reduction)
+        check_reduction(reduction)
         super().__init__()
         self.convert_to_functional(actor_network, "actor_network", create_target_params=False)
         self.reduction = reduction
@@ -72,7 +64,7 @@ class BCLoss(LossModule):
         with self.actor_network_params.to_module(self.actor_network):
             pred = self.actor_network(inp).get(k.action)
         per_sample = (pred - target).pow(2).sum(-1)
-        return TensorDict({"loss_actor": _reduce(per_sample, self.reduction)}, [])
+        return TensorDict({"loss_actor": reduce_loss(per_sample, self.reduction)}, [])
 
 
 class FQELoss(LossModule):
@@ -126,7 +118,7 @@ class FQELoss(LossModule):
         _check_unit_interval("gamma", gamma)
         if ema_weight < 0:
             raise ValueError(f"ema_weight must be >= 0, got {ema_weight}.")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         super().__init__()
         self.convert_to_functional(actor_network, "actor_network", create_target_params=False)
         self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
@@ -170,7 +162,7 @@ class FQELoss(LossModule):
         per_sample = td_error + self.ema_weight * (q - q_ema).pow(2).squeeze(-1)
         return TensorDict(
             {
-                "loss_qvalue": _reduce(per_sample, self.reduction),
+                "loss_qvalue": reduce_loss(per_sample, self.reduction),
                 "fqe_td_error": td_error.detach().mean(),
                 "q_mean": q.detach().mean(),
             },

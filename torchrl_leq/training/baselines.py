@@ -10,81 +10,43 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.data import Bounded
-from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 from torchrl.objectives import CQLLoss, IQLLoss, SoftUpdate
 
-from torchrl_leq.modules.actor_critic import InputScaler
+from torchrl_leq.modules import make_combo_actor, make_combo_critic
+from torchrl_leq.modules.actor_critic import InputScaler, _mlp
 from torchrl_leq.objectives.pretrain import BCLoss
 
 from .builders import OfflineData, input_stats, make_leq_networks
 from .experiments import LossComponents
 
-__all__ = ["build_baseline", "make_tanh_gaussian_actor", "make_q_network", "make_value_network"]
+__all__ = ["build_baseline", "make_sac_networks", "make_value_network"]
 
 BASELINES = ("iql", "cql", "bc")
 
 
-def _mlp(in_dim: int, out_dim: int, num_cells, scaler: InputScaler) -> nn.Module:
-    return nn.Sequential(
-        scaler,
-        MLP(
-            in_features=in_dim,
-            out_features=out_dim,
-            num_cells=list(num_cells),
-            activation_class=nn.ReLU,
-        ),
-    )
-
-
-class _Concat(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([observation, action], -1))
-
-
-def make_tanh_gaussian_actor(data: OfflineData, num_cells=(256, 256)) -> ProbabilisticActor:
-    """``observation -> TanhNormal(loc, scale)`` over ``[-1, 1]^A`` (mode when deterministic)."""
+def make_value_network(data: OfflineData, num_cells=(256, 256)) -> TensorDictModule:
+    """``observation -> state_value`` (IQL's V), inputs standardised on D_env."""
     loc, scale = input_stats(data.transitions["observation"])
     net = nn.Sequential(
-        _mlp(
-            data.observation_dim,
-            2 * data.action_dim,
-            num_cells,
-            InputScaler(loc, scale, use_symlog=False),
-        ),
-        NormalParamExtractor(scale_mapping="biased_softplus_1.0"),
+        InputScaler(loc, scale, use_symlog=False), _mlp(data.observation_dim, 1, num_cells, False)
     )
-    module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
-    spec = Bounded(-1.0, 1.0, (data.action_dim,))
-    return ProbabilisticActor(
-        module,
-        in_keys=["loc", "scale"],
-        spec=spec,
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": -1.0, "high": 1.0},
-        return_log_prob=False,
-    )
-
-
-def make_q_network(data: OfflineData, num_cells=(256, 256)) -> TensorDictModule:
-    obs, act = data.transitions["observation"], data.transitions["action"]
-    loc, scale = input_stats(torch.cat([obs, act], -1))
-    net = _Concat(
-        _mlp(obs.shape[-1] + act.shape[-1], 1, num_cells, InputScaler(loc, scale, use_symlog=False))
-    )
-    return TensorDictModule(net, in_keys=["observation", "action"], out_keys=["state_action_value"])
-
-
-def make_value_network(data: OfflineData, num_cells=(256, 256)) -> TensorDictModule:
-    loc, scale = input_stats(data.transitions["observation"])
-    net = _mlp(data.observation_dim, 1, num_cells, InputScaler(loc, scale, use_symlog=False))
     return TensorDictModule(net, in_keys=["observation"], out_keys=["state_value"])
+
+
+def make_sac_networks(data: OfflineData, num_cells=(256, 256)):
+    """TorchRL-style tanh-Gaussian actor and Q-network, inputs standardised on D_env."""
+    obs, act = data.transitions["observation"], data.transitions["action"]
+    obs_loc, obs_scale = input_stats(obs)
+    in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
+    actor = make_combo_actor(
+        data.observation_dim, data.action_dim, num_cells, obs_loc=obs_loc, obs_scale=obs_scale
+    )
+    critic = make_combo_critic(
+        data.observation_dim, data.action_dim, num_cells, input_loc=in_loc, input_scale=in_scale
+    )
+    return actor, critic
 
 
 def build_baseline(cfg: Any, data: OfflineData) -> LossComponents:
@@ -102,8 +64,7 @@ def build_baseline(cfg: Any, data: OfflineData) -> LossComponents:
             sample_batch=data.buffer.sample,
             eval_actor=actor,
         )
-    actor = make_tanh_gaussian_actor(data, num_cells)
-    qvalue = make_q_network(data, num_cells)
+    actor, qvalue = make_sac_networks(data, num_cells)
     loss_keys = None
     if algo == "iql":
         loss = IQLLoss(

@@ -36,6 +36,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from torchrl_leq.data import data_root
 
+from .builders import _get
+
 __all__ = [
     "D4RL_DATASET_URL",
     "D4RL_KEYS",
@@ -46,19 +48,10 @@ __all__ = [
     "generate_smoke_dataset",
     "prepare_example_data",
 ]
-
 D4RL_DATASET_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl"
 """D4RL's server: ``gym_mujoco_v2/<env>_<dataset>-v2.hdf5``, ``ant_maze_v2/Ant_maze_*.hdf5``."""
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
 
 
 def _download_hint(path: Path) -> str:
