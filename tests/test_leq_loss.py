@@ -172,6 +172,26 @@ def test_beta_extremes_reduce_to_one_term(beta):
     torch.testing.assert_close(out["loss_qvalue"], single)
 
 
+def test_expectile_on_env_term():
+    env, actor, critic = make_parts()
+    batch = make_batch()
+    plain = LEQLoss(actor, critic, env, horizon=2)
+    lower = LEQLoss(actor, critic, env, horizon=2, env_tau=0.1)
+    lower.load_state_dict(plain.state_dict())
+    want = reference_losses(plain, env, batch)["critic_env"]  # ½ (Q - y)², Eq. 5
+    torch.testing.assert_close(plain(batch)["critic_env"], want.detach())
+    # Recompute with the asymmetric weights |0.1 - 1(Q > y)| instead of ½.
+    cp, ap = plain.qvalue_network_params.detach(), plain.actor_network_params
+    e = batch["env"]
+    nobs = e["next", "observation"]
+    y = e["next", "reward"] + plain.gamma * (~e["next", "terminated"]).double() * q_fn(
+        plain, cp, nobs, pi_fn(plain, ap, nobs)
+    )
+    diff = q_fn(plain, cp, e["observation"], e["action"]) - y
+    expected = (torch.where(diff > 0, 0.9, 0.1) * diff**2).mean()
+    torch.testing.assert_close(lower(batch)["critic_env"], expected.detach())
+
+
 def test_ema_term_vanishes_when_target_equals_online():
     env, actor, critic = make_parts()
     loss = LEQLoss(actor, critic, env, horizon=2)
@@ -380,6 +400,7 @@ def test_torch_compile_agrees_with_eager():
     [
         ({"tau": 0.0}, "tau"),
         ({"tau": 1.0}, "tau"),
+        ({"env_tau": 0.0}, "env_tau"),
         ({"lmbda": 1.2}, "lmbda"),
         ({"lmbda": -0.1}, "lmbda"),
         ({"horizon": 0}, "horizon"),

@@ -67,6 +67,8 @@ class LEQLoss(LossModule):
         tau: expectile τ ∈ (0, 1) of the critic's model loss (and the actor's weights).
         actor_tau: expectile of the actor weights; defaults to ``tau`` (0.5 = plain λ-return
             maximisation, the "no expectile in the policy" ablation).
+        env_tau: expectile of the D_env critic term; 0.5 (default) is Eq. 5's ½ squared TD
+            error, a lower value is the "expectile on D_env" ablation (paper Table 18).
         beta: β ∈ [0, 1], weight of the model loss against the D_env loss.
         ema_weight: ω ≥ 0 of the EMA regulariser.
         gamma: discount γ.
@@ -155,6 +157,7 @@ class LEQLoss(LossModule):
         horizon: int = 10,
         tau: float = 0.1,
         actor_tau: float | None = None,
+        env_tau: float = 0.5,
         beta: float = 0.25,
         ema_weight: float = 1.0,
         gamma: float = 0.997,
@@ -170,6 +173,7 @@ class LEQLoss(LossModule):
         _check_unit_interval("tau", tau, open_interval=True)
         actor_tau = tau if actor_tau is None else actor_tau
         _check_unit_interval("actor_tau", actor_tau, open_interval=True)
+        _check_unit_interval("env_tau", env_tau, open_interval=True)
         _check_unit_interval("beta", beta)
         _check_unit_interval("gamma", gamma)
         _check_unit_interval("lmbda", lmbda)
@@ -189,6 +193,7 @@ class LEQLoss(LossModule):
         self.horizon = horizon
         self.tau = float(tau)
         self.actor_tau = float(actor_tau)
+        self.env_tau = float(env_tau)
         self.beta = float(beta)
         self.ema_weight = float(ema_weight)
         self.gamma = float(gamma)
@@ -380,7 +385,6 @@ class LEQLoss(LossModule):
     def _lambda_returns(self, q: Tensor, reward: Tensor, terminated: Tensor) -> Tensor:
         """Q^λ_t for t = 0..H (the last is Q(s_H, a_H)) from Q over t = 0..H."""
         keys = self._value_estimator.tensor_keys
-        horizon = reward.shape[1]
         td = TensorDict(
             {
                 keys.value: q[:, :-1],
@@ -388,9 +392,7 @@ class LEQLoss(LossModule):
             },
             reward.shape[:2],
         )
-        ret = self._value_estimator.value_estimate(td)
-        assert ret.shape[1] == horizon
-        return torch.cat([ret, q[:, -1:]], 1)
+        return torch.cat([self._value_estimator.value_estimate(td), q[:, -1:]], 1)
 
     def _actor_weights(self, q: Tensor, lambda_return: Tensor) -> Tensor:
         """Eq. 11 weights |τ - 1(Q > Q^λ)|, ½ at t = H."""
@@ -462,7 +464,8 @@ class LEQLoss(LossModule):
             )
             target_env = r_e + self.gamma * not_term * self._q(next_obs, next_action, critic_frozen)
         q_env = self._q(obs_e, act_e, critic_params)
-        env_per_sample = 0.5 * (q_env - target_env).pow(2).squeeze(-1)
+        # expectile 0.5 is Eq. 5's ½ squared error; env_tau < 0.5 is the "expectile on D_env" ablation
+        env_per_sample = expectile_loss(q_env - target_env, self.env_tau).squeeze(-1)
 
         # ---- critic: EMA regulariser (Eq. 6).
         with torch.no_grad():

@@ -232,6 +232,7 @@ LOSS_KEYS = (
     "horizon",
     "tau",
     "actor_tau",
+    "env_tau",
     "beta",
     "ema_weight",
     "gamma",

@@ -95,6 +95,7 @@ def check_config(cfg: DictConfig) -> None:
     loss = cfg.get("loss", {})
     _check_range("loss.tau", loss.get("tau"), 0.0, 1.0, open_lo=True, open_hi=True)
     _check_range("loss.actor_tau", loss.get("actor_tau"), 0.0, 1.0, open_lo=True, open_hi=True)
+    _check_range("loss.env_tau", loss.get("env_tau"), 0.0, 1.0, open_lo=True, open_hi=True)
     _check_range("loss.expectile", loss.get("expectile"), 0.0, 1.0, open_lo=True, open_hi=True)
     _check_range("loss.lmbda", loss.get("lmbda"), 0.0, 1.0)
     _check_range("loss.gamma", loss.get("gamma"), 0.0, 1.0)
