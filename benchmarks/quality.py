@@ -41,7 +41,8 @@ ABLATION_TASK = "pointmaze-medium"
 ABLATIONS: dict[str, list[str] | None] = {
     "no_actor_expectile": ["loss.actor_tau=0.5"],
     "no_env_critic_loss": ["loss.beta=1.0"],
-    "expectile_on_env": None,  # LEQLoss has no switch for an expectile on the D_env target
+    # the critic's lower expectile (loss.tau=0.1) also on the D_env term (LEQLoss env_tau, db8fcce)
+    "expectile_on_env": ["loss.env_tau=0.1"],
     "no_ema": ["loss.ema_weight=0"],
     "no_expansion": ["expansion.enabled=false"],
 }

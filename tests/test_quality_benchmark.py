@@ -63,4 +63,5 @@ def test_skip_completed(quality, tmp_path):
     assert not quality.has_final_row(partial)
     assert not quality.has_final_row(tmp_path / "missing.csv")
     names = [r[3] for r in quality.plan(argparse.Namespace(ablations=True, seeds="0"))]
-    assert "expectile_on_env" not in names and "no_ema" in names
+    assert set(names) == {n for n, o in quality.ABLATIONS.items() if o is not None}
+    assert "no_ema" in names
