@@ -28,7 +28,7 @@ __all__ = ["make_model_buffer", "expand_model_buffer"]
 
 def make_model_buffer(
     capacity: int = 1_250_000,
-    batch_size: int = 256,
+    batch_size: int | None = 256,
     device: torch.device | str = "cpu",
 ) -> TensorDictReplayBuffer:
     """FIFO circular ``TensorDictReplayBuffer`` of start states (key ``"observation"``).
@@ -39,6 +39,8 @@ def make_model_buffer(
         >>> sorted(rb[:]["observation"].flatten().tolist())  # the oldest two were overwritten
         [2.0, 3.0, 4.0]
     """
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+        raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}.")
     return TensorDictReplayBuffer(
         storage=LazyTensorStorage(capacity, device=device),
         sampler=RandomSampler(),

@@ -32,8 +32,10 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
-from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
+from torchrl.data import TensorDictReplayBuffer
 from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from torchrl_leq.data.model_buffer import make_model_buffer
 
 __all__ = [
     "make_model_transition_buffer",
@@ -56,13 +58,7 @@ def make_model_transition_buffer(
         >>> sorted(rb[:]["observation"].flatten().tolist())  # the oldest two were overwritten
         [2.0, 3.0, 4.0]
     """
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-        raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}.")
-    return TensorDictReplayBuffer(
-        storage=LazyTensorStorage(capacity, device=device),
-        sampler=RandomSampler(),
-        batch_size=batch_size,
-    )
+    return make_model_buffer(capacity, batch_size, device)
 
 
 @torch.no_grad()
