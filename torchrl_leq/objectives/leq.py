@@ -412,9 +412,7 @@ class LEQLoss(LossModule):
 
         with hold_out_net(self.model_env):
             if per_step:
-                # Q(s_t, a_t) with the live critic: the per-step sweep takes gradients w.r.t. the
-                # step leaves only, and the critic loss below reuses these values.
-                rollout = self._imagine(model_td, actor_params.detach(), critic_params)
+                rollout = self._imagine(model_td, actor_params.detach(), critic_frozen)
                 q_actor = torch.stack([step["q"] for step in rollout["steps"]], 1).detach()
             else:
                 rollout = self._imagine(model_td, actor_params)
@@ -438,10 +436,9 @@ class LEQLoss(LossModule):
 
         # ---- critic: model term (Eq. 9) on t = 0..H-1, weights γ^t·alive_t.
         obs_c, act_c = obs[:, :-1].detach(), act[:, :-1].detach()
-        if per_step:
-            q_model = torch.stack([step["q"] for step in rollout["steps"][:-1]], 1)
-        else:
-            q_model = self._q(obs_c, act_c, critic_params)
+        # A separate pass on detached inputs: reusing the rollout's Q(s_t, a_t) would make this
+        # loss's backward also run through the step graphs down to their leaves (measured slower).
+        q_model = self._q(obs_c, act_c, critic_params)
         target_model = lambda_return[:, :-1].detach()
         discounts = self.gamma ** torch.arange(
             self.horizon, dtype=q_model.dtype, device=q_model.device
@@ -553,15 +550,11 @@ class LEQLoss(LossModule):
                     step["reward"].sum()
                     + (gamma * not_term[:, t] * direction * step["next_obs"]).sum()
                 )
-            # The graphs are kept: the critic loss backpropagates through Q(s_t, a_t) later.
+            need_w = not current and 0 < t < horizon  # W_t below reuses this step's graph
             grad_s, grad_a = torch.autograd.grad(
-                objective, [step["obs"], step["delta"]], retain_graph=True
+                objective, [step["obs"], step["delta"]], retain_graph=need_w
             )
             if not current and t > 0:
-                w_next = (
-                    grad_s
-                    if t == horizon
-                    else torch.autograd.grad(q.sum(), step["obs"], retain_graph=True)[0]
-                )
+                w_next = grad_s if t == horizon else torch.autograd.grad(q.sum(), step["obs"])[0]
             grads[t], v_next = grad_a, grad_s
         return torch.stack(grads, 1)
