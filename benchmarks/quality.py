@@ -307,7 +307,8 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         "",
     ]
     lines += [INTRO, ""]
-    for task in sorted(data):
+    order = DEFAULT_TASKS.split(",")
+    for task in sorted(data, key=lambda t: (order.index(t) if t in order else len(order), t)):
         runs = data[task]
         main = [a for a in ALGO_CONFIGS if a in runs]
         abl = [a for a in ABLATIONS if a in runs]
