@@ -133,8 +133,14 @@ def plan(args) -> list[tuple[str, str, int, str, list[str]]]:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     runs = []
     if args.ablations:
+        wanted = list(ABLATIONS) if args.ablations in (True, "all") else args.ablations.split(",")
+        unknown = sorted(set(wanted) - set(ABLATIONS))
+        if unknown:
+            raise SystemExit(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
         for seed in seeds:
             for name, extra in ABLATIONS.items():
+                if name not in wanted:
+                    continue
                 if extra is None:
                     print(f"[miss] {name}: not supported by LEQLoss, skipped", flush=True)
                     continue
@@ -373,7 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=4000, help="gradient steps per run")
     p.add_argument("--data-steps", type=int, default=100000, help="data.steps (dataset size)")
-    p.add_argument("--ablations", action="store_true", help=f"LEQ ablations on {ABLATION_TASK}")
+    p.add_argument(
+        "--ablations",
+        nargs="?",
+        const="all",
+        default=None,
+        help=f"LEQ ablations on {ABLATION_TASK}: all, or a comma list of {list(ABLATIONS)}",
+    )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--results-md", default=None, help="default: <out>/../RESULTS.md")
     p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
