@@ -355,7 +355,7 @@ def timing_table(path: Path) -> list[str]:
     for r in rows:
         by.setdefault((r["task"], r["name"]), []).append(float(r["wall_s"]))
     lines = [
-        "## Wall time per run (single process, `OMP_NUM_THREADS=1`)",
+        "## Wall time per run (`OMP_NUM_THREADS=1`; some overlapped another training process)",
         "",
         "Includes data generation / world-model training when not cached yet, pretraining and "
         "all evaluations; a resumed run only counts the part after the restart.",
