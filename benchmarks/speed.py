@@ -141,10 +141,14 @@ class NaiveLEQ:
 
     def model_step(self, obs, act):
         x = torch.cat([obs, act.clamp(-1, 1)], -1)
-        outs = [self.member(m, x) for m in range(self.ens.num_members)]  # every member, every sample
+        outs = [
+            self.member(m, x) for m in range(self.ens.num_members)
+        ]  # every member, every sample
         mean = torch.stack([o[0] for o in outs])
         std = torch.stack([o[1] for o in outs]).mul(0.5).exp()
-        choice = self.ens.elites[torch.randint(len(self.ens.elites), (obs.shape[0],), device=obs.device)]
+        choice = self.ens.elites[
+            torch.randint(len(self.ens.elites), (obs.shape[0],), device=obs.device)
+        ]
         idx = torch.arange(obs.shape[0], device=obs.device)
         sample = mean[choice, idx] + std[choice, idx] * torch.randn_like(mean[0])
         return obs + sample[:, :-1], sample[:, -1:]
@@ -169,7 +173,10 @@ class NaiveLEQ:
             torch.stack(rewards, 1), q[:, 1:], gamma=0.997, lmbda=0.95, value=q[:, :-1]
         )
         lam = torch.cat([lam, q[:, -1:]], 1)
-        jac = [torch.autograd.grad(lam[:, t].sum(), deltas[t], retain_graph=True)[0] for t in range(H + 1)]
+        jac = [
+            torch.autograd.grad(lam[:, t].sum(), deltas[t], retain_graph=True)[0]
+            for t in range(H + 1)
+        ]
         obs = torch.stack(states, 1).detach()
         w = torch.where(q.detach() > lam.detach(), 0.9, 0.1)
         pa = self.actor(obs)
@@ -227,7 +234,9 @@ def time_expansion(ensemble: ProbabilisticEnsemble, device: torch.device, starts
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expand_model_buffer(model_buffer, env_buffer, env, policy, num_starts=starts, rollout_length=5)
+        expand_model_buffer(
+            model_buffer, env_buffer, env, policy, num_starts=starts, rollout_length=5
+        )
     sync(device)
     return time.perf_counter() - start
 
@@ -266,7 +275,9 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, small extras (< 1 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats, small extras (< 1 min)"
+    )
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd step")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
@@ -282,7 +293,9 @@ def main() -> None:
     result: dict = {"device": str(device), **machine()}
 
     loss, opts, updater = make_ours(ensemble, device, "per_step")
-    result["leq_step_s"] = timeit(lambda: ours_step(loss, opts, updater, batch), repeats, warmup, device)
+    result["leq_step_s"] = timeit(
+        lambda: ours_step(loss, opts, updater, batch), repeats, warmup, device
+    )
     loss_bp, opts_bp, updater_bp = make_ours(ensemble, device, "backprop")
     result["leq_step_backprop_s"] = timeit(
         lambda: ours_step(loss_bp, opts_bp, updater_bp, batch), repeats, warmup, device
@@ -298,7 +311,9 @@ def main() -> None:
         result["leq_step_backprop_compiled_s"] = timeit(
             lambda: ours_step(compiled, opts_bp, updater_bp, batch), repeats, warmup, device
         )
-    result["world_model_epoch_s"] = time_world_model_epoch(device, 20_000 if args.quick else 100_000)
+    result["world_model_epoch_s"] = time_world_model_epoch(
+        device, 20_000 if args.quick else 100_000
+    )
     result["world_model_epoch_transitions"] = 20_000 if args.quick else 100_000
     result["expansion_s"] = time_expansion(ensemble, device, 5_000 if args.quick else 50_000)
     result["expansion_starts"] = 5_000 if args.quick else 50_000
