@@ -22,7 +22,7 @@ from torchrl_leq.training.datasets import prepare_example_data
 @hydra.main(config_path="config/antmaze", config_name="umaze", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # smoke=true: a tiny D4RL-format dataset from the real simulator; else the file must exist.
-    run_example(prepare_example_data(cfg, exit_on_error=True))
+    run_example(cfg, prepare=prepare_example_data)
 
 
 if __name__ == "__main__":

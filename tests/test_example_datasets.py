@@ -21,6 +21,7 @@ from torchrl_leq.envs.antmaze import (
     termination_from_config,
 )
 from torchrl_leq.envs.termination import get_termination_fn
+from torchrl_leq.training.cli import run_example
 from torchrl_leq.training.datasets import (
     D4RL_KEYS,
     check_dataset,
@@ -86,7 +87,7 @@ def test_prepare_example_data_missing_file_exits_with_one_line(tmp_path, capsys)
     with pytest.raises(FileNotFoundError, match="nope.hdf5"):
         prepare_example_data(cfg)
     with pytest.raises(SystemExit) as info:
-        prepare_example_data(cfg, exit_on_error=True)
+        run_example(cfg, prepare=prepare_example_data)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(missing) in err[0]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig
 
@@ -29,20 +30,32 @@ def _cli_overrides() -> list[str]:
         return []
 
 
-def run_example(cfg: DictConfig) -> dict[str, Any]:
+def _exit_with(err: Exception) -> NoReturn:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_example(
+    cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig] | None = None
+) -> dict[str, Any]:
     """Prepare the config (smoke mode, validation), run it, print a one-line JSON summary.
 
-    User errors (bad override, unknown task, missing dataset, NaN loss) print one line,
-    ``error: ...``, and exit with status 2 instead of a traceback.
+    ``prepare`` runs first on the raw config (e.g. the D4RL examples' dataset check or smoke
+    dataset generation). User errors (bad override, unknown task, missing dataset, NaN loss)
+    print one line, ``error: ...``, and exit with status 2 instead of a traceback.
     """
+    if prepare is not None:
+        try:
+            cfg = prepare(cfg)
+        except (*USER_ERRORS, TypeError) as err:
+            _exit_with(err)
     try:
         cfg = prepare_config(cfg, cli_overrides=_cli_overrides())
         runner = run_model_based if cfg.algo in MODEL_BASED_LOSSES else run_model_free
         result = runner(cfg)
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _exit_with(err)
     summary = {
         "algo": cfg.algo,
         "task": cfg.task,

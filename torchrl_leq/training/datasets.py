@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -207,42 +206,30 @@ def generate_smoke_dataset(
     return path
 
 
-def _fail(err: Exception, exit_on_error: bool) -> None:
-    if not exit_on_error:
-        raise err
-    message = err.args[0] if err.args else err
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def prepare_example_data(cfg: DictConfig, *, exit_on_error: bool = False) -> DictConfig:
-    """Called by the D4RL example scripts before ``run_example(cfg)``.
+def prepare_example_data(cfg: DictConfig) -> DictConfig:
+    """The D4RL example scripts' ``prepare`` step: ``run_example(cfg, prepare_example_data)``.
 
     ``smoke=true``: generate (or reuse) the smoke dataset described by ``cfg.smoke_data``
     (``env_id``, ``env_kwargs``, ``steps``, ``seed``; read after merging ``smoke_overrides``)
     and set ``data.source=d4rl_hdf5``, ``data.path=<file>``. Otherwise check the dataset
-    (:func:`check_dataset`) and the evaluation env (:func:`check_eval_env`). With
-    ``exit_on_error`` a user error prints ``error: ...`` and exits with status 2 (as
-    ``run_example`` does); otherwise it is raised."""
-    try:
-        smoke = bool(cfg.get("smoke", False))
-        if smoke and cfg.get("smoke_data") is not None:
-            view = OmegaConf.create(OmegaConf.to_container(cfg))  # a copy without struct
-            if view.get("smoke_overrides") is not None:
-                view = OmegaConf.merge(view, view.smoke_overrides)
-            spec = OmegaConf.to_container(view.smoke_data, resolve=True)
-            path = generate_smoke_dataset(
-                str(spec["env_id"]),
-                steps=int(spec.get("steps", 3000)),
-                seed=int(spec.get("seed", 0)),
-                env_kwargs=spec.get("env_kwargs") or {},
-            )
-            with open_dict(cfg):
-                cfg.data.source = "d4rl_hdf5"
-                cfg.data.path = str(path)
-        elif not smoke:
-            check_dataset(cfg.get("data"), cfg.get("task"))
-            check_eval_env(cfg)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        _fail(err, exit_on_error)
+    (:func:`check_dataset`) and the evaluation env (:func:`check_eval_env`); user errors are
+    raised (``run_example`` turns them into one ``error: ...`` line and exit status 2)."""
+    smoke = bool(cfg.get("smoke", False))
+    if smoke and cfg.get("smoke_data") is not None:
+        view = OmegaConf.create(OmegaConf.to_container(cfg))  # a copy without struct
+        if view.get("smoke_overrides") is not None:
+            view = OmegaConf.merge(view, view.smoke_overrides)
+        spec = OmegaConf.to_container(view.smoke_data, resolve=True)
+        path = generate_smoke_dataset(
+            str(spec["env_id"]),
+            steps=int(spec.get("steps", 3000)),
+            seed=int(spec.get("seed", 0)),
+            env_kwargs=spec.get("env_kwargs") or {},
+        )
+        with open_dict(cfg):
+            cfg.data.source = "d4rl_hdf5"
+            cfg.data.path = str(path)
+    elif not smoke:
+        check_dataset(cfg.get("data"), cfg.get("task"))
+        check_eval_env(cfg)
     return cfg
