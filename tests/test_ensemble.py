@@ -151,3 +151,24 @@ def test_errors_name_the_problem():
         ProbabilisticEnsemble(OBS, ACT, sampling="loop")
     with pytest.raises(ValueError, match="weight decay"):
         ProbabilisticEnsemble(OBS, ACT, hidden_dims=(8,), weight_decays=(1e-4,))
+
+
+def test_frozen_elite_layers_are_reused_until_weights_or_elites_change():
+    """The stratified path caches the elites' layers for a frozen model; edits invalidate it."""
+    model = make_model().requires_grad_(False)
+    obs, act = torch.randn(13, OBS).double(), torch.randn(13, ACT).double()
+
+    def sample(m):
+        return m.sample(obs, act, sampling="stratified", generator=torch.Generator().manual_seed(3))
+
+    first = sample(model)
+    assert model._elite_layers() is model._elite_layers()  # reused while nothing changes
+    with torch.no_grad():
+        model.weights[-1].mul_(2.0)  # in-place edit, as an optimiser step does
+    model.set_elites([1, 3, 4])
+    fresh = make_model().requires_grad_(False)
+    fresh.load_state_dict(model.state_dict())
+    edited, want = sample(model), sample(fresh)
+    assert not torch.allclose(edited.next_obs, first.next_obs)
+    torch.testing.assert_close(edited.next_obs, want.next_obs)
+    assert set(edited.members.tolist()) <= {1, 3, 4}

@@ -301,6 +301,29 @@ def test_actor_variants_differ_but_share_the_loss_value():
     assert any(not torch.allclose(x, y) for x, y in zip(ga, gb))
 
 
+@pytest.mark.parametrize("include_current", [True, False])
+def test_per_step_critic_gradient_matches_a_separate_critic_pass(include_current):
+    """per_step reuses the rollout's Q(s_t, a_t) for the model loss; backprop re-evaluates it."""
+    env, actor, critic = make_parts(termination_bound=2.0)
+    batch = make_batch()
+    kw = dict(horizon=3, include_current=include_current)
+    per_step = LEQLoss(actor, critic, env, actor_gradient="per_step", **kw)
+    backprop = LEQLoss(actor, critic, env, actor_gradient="backprop", **kw)
+    backprop.load_state_dict(per_step.state_dict())
+    perturb_target(per_step)
+    backprop.load_state_dict(per_step.state_dict())
+
+    def critic_grad(loss):
+        params = [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad]
+        out = loss(batch)
+        return out["loss_qvalue"], torch.autograd.grad(out["loss_qvalue"], params)
+
+    (va, ga), (vb, gb) = critic_grad(per_step), critic_grad(backprop)
+    torch.testing.assert_close(va, vb)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y)
+
+
 def test_reductions_are_consistent():
     env, actor, critic = make_parts()
     batch = make_batch()
@@ -316,6 +339,29 @@ def test_reductions_are_consistent():
         torch.testing.assert_close(per_sample.sum(), losses["sum"][key])
     with pytest.raises(ValueError, match="B_env == B_model"):
         LEQLoss(actor, critic, env, horizon=2, reduction="none")(make_batch(b_env=4, b_model=6))
+
+
+@pytest.mark.parametrize("include_current", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_per_step_actor_gradient_is_the_same_for_every_reduction(reduction, include_current):
+    """mean/sum accumulate ∂loss_actor/∂θ inside the sweep; 'none' goes through a surrogate."""
+    env, actor, critic = make_parts(termination_bound=2.0)
+    batch = make_batch()
+    kw = dict(horizon=3, include_current=include_current, tau=0.3)
+    reduced = LEQLoss(actor, critic, env, reduction=reduction, **kw)
+    per_sample = LEQLoss(actor, critic, env, reduction="none", **kw)
+    per_sample.load_state_dict(reduced.state_dict())
+    out = reduced(batch)
+    alive = out["rollout_alive_fraction"].item()
+    assert 0.0 < alive < 1.0  # some samples terminate: their zero weights are exercised
+    got = _actor_grad(reduced, 3.0 * out["loss_actor"])  # upstream gradient 3
+    none = per_sample(batch)["loss_actor"]
+    want = _actor_grad(per_sample, 3.0 * (none.mean() if reduction == "mean" else none.sum()))
+    torch.testing.assert_close(
+        out["loss_actor"].detach(), (none.mean() if reduction == "mean" else none.sum()).detach()
+    )
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
 
 
 def test_set_keys_remaps_batches_and_transition_keys():

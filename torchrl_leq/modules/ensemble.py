@@ -125,6 +125,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.register_buffer("input_mean", torch.zeros(self.in_dim, dtype=dtype))
         self.register_buffer("input_std", torch.ones(self.in_dim, dtype=dtype))
         self.register_buffer("elites", torch.arange(self.num_elites))
+        self._elite_cache: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -181,17 +182,43 @@ class ProbabilisticEnsemble(nn.Module):
         return sum(d * 0.5 * w.square().sum() for d, w in zip(self.weight_decays, self.weights))
 
     # ------------------------------------------------------------------ forward passes
-    def _mlp(self, x: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run members ``idx`` (all if ``None``) on standardised inputs.
+    def _layers(self, idx: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight, bias)`` per layer of members ``idx`` (all if ``None``)."""
+        if idx is None:
+            return list(zip(self.weights, self.biases))
+        return [
+            (w.index_select(0, idx), b.index_select(0, idx))
+            for w, b in zip(self.weights, self.biases)
+        ]
+
+    def _elite_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The elites' layers, gathered once and reused while nothing changed.
+
+        Reused while the parameters and ``elites`` keep their identity and version and need no
+        gradient (a frozen model in imagined rollouts): saves 2 copies per layer per model step.
+        """
+        tensors = (self.elites, *self.weights, *self.biases)
+        if torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        ):
+            return self._layers(self.elites)
+        key = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        if self._elite_cache is None or self._elite_cache[0] != key:
+            with torch.no_grad():
+                self._elite_cache = (key, self._layers(self.elites))
+        return self._elite_cache[1]
+
+    def _mlp(
+        self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the members whose ``layers`` are given on standardised inputs.
 
         ``x`` is ``[N, in]`` (shared by all members) or ``[M, N, in]`` (one slice per member).
         Returns ``(mean, logvar)`` shaped ``[M, N, out_dim]``.
         """
-        last = len(self.weights) - 1
+        last = len(layers) - 1
         h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if idx is not None:
-                w, b = w.index_select(0, idx), b.index_select(0, idx)
+        for i, (w, b) in enumerate(layers):
             h = torch.matmul(h, w) + b if h.dim() == 2 else torch.baddbmm(b, h, w)
             if i < last:
                 h = F.silu(h)
@@ -212,7 +239,7 @@ class ProbabilisticEnsemble(nn.Module):
         self._check(obs, action)
         if obs.dim() not in (2, 3):
             raise ValueError(f"expected inputs [N, d] or [M, N, d], got {tuple(obs.shape)}")
-        return self._mlp(self._normalize(obs, action), members)
+        return self._mlp(self._normalize(obs, action), self._layers(members))
 
     def sample(
         self,
@@ -272,31 +299,32 @@ class ProbabilisticEnsemble(nn.Module):
         self, x: torch.Tensor, idx: torch.Tensor | None, pos: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member in ``idx`` runs on every sample; pick member ``pos[i]`` for sample i."""
-        mean, logvar = self._mlp(x, idx)
+        mean, logvar = self._mlp(x, self._layers(idx))
         rows = torch.arange(x.shape[0], device=x.device)
         return mean[pos, rows], logvar[pos, rows]
 
     def _stratified(
         self, x: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random permutation; each elite (in random order) runs on one contiguous slice.
+        """Random permutation; elite ``j`` runs on the ``j``-th contiguous slice.
 
         With ``N`` not divisible by the number of elites ``k``, slices hold ``ceil(N/k)`` or
         ``ceil(N/k) - 1`` samples (the short ones get one zero pad row whose output is
-        dropped); the random elite order keeps each sample's member uniform over the elites.
+        dropped); which slices are short is random, so each sample's member stays uniform over
+        the elites.
         """
         n, k = x.shape[0], self.num_elites
         chunk = -(-n // k)
         perm = torch.randperm(n, generator=generator, device=x.device)
-        order = self.elites[torch.randperm(k, generator=generator, device=x.device)]
-        # grid slot of the q-th permuted sample: slices 0..r-1 are full, the rest one short
         grid = torch.arange(k * chunk, device=x.device)
-        full = n - (chunk - 1) * k
-        slots = grid[(grid % chunk < chunk - 1) | (grid // chunk < full)]
+        full = n - (chunk - 1) * k  # number of full slices
+        if full < k:
+            full_slices = torch.randperm(k, generator=generator, device=x.device) < full
+            grid = grid[(grid % chunk < chunk - 1) | full_slices[grid // chunk]]
         slot = torch.empty_like(perm)
-        slot[perm] = slots  # sample perm[q] -> slot q
+        slot[perm] = grid  # sample perm[q] -> the q-th free slot
         xs = x.new_zeros(k * chunk, self.in_dim).index_copy(0, slot, x)
-        mean, logvar = self._mlp(xs.view(k, chunk, self.in_dim), order)
+        mean, logvar = self._mlp(xs.view(k, chunk, self.in_dim), self._elite_layers())
         mean = mean.reshape(k * chunk, self.out_dim).index_select(0, slot)
         logvar = logvar.reshape(k * chunk, self.out_dim).index_select(0, slot)
-        return mean, logvar, order[slot // chunk]
+        return mean, logvar, self.elites[slot // chunk]
