@@ -42,6 +42,7 @@ from torchrl_leq.modules import (
     make_leq_critic,
 )
 from torchrl_leq.objectives import LEQLoss, normalized_lambda_return, train_world_model
+from torchrl_leq.training.builders import make_adam
 
 OBS, ACT, B, H = 29, 8, 256, 10
 
@@ -94,10 +95,11 @@ def make_ours(ensemble: ProbabilisticEnsemble, device: torch.device, actor_gradi
         actor_gradient=actor_gradient,
         validate_inputs=False,
     ).to(device)
-    actor_opt = torch.optim.Adam(
+    # the trainers' optimisers (fused Adam)
+    actor_opt = make_adam(
         [p for p in loss.actor_network_params.values(True, True) if p.requires_grad], lr=3e-5
     )
-    critic_opt = torch.optim.Adam(
+    critic_opt = make_adam(
         [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad], lr=1e-4
     )
     updater = SoftUpdate(loss, eps=0.995)
