@@ -48,9 +48,9 @@ ABLATIONS: dict[str, list[str] | None] = {
 }
 DISCUSSION_MARK = "<!-- discussion: hand-written below this line, kept by --summarize -->"
 INTRO = """\
-**Budget.** Every run: 4000 gradient steps (`--steps`; LEQ additionally does 1000 BC + 1000 FQE
+**Budget.** Every run: {steps} gradient steps (`--steps`; LEQ additionally does 1000 BC + 1000 FQE
 pretraining steps, as in its example config), evaluation every 1000 steps on 10 episodes and a
-final evaluation on 100 episodes. This is **far below the paper's 1M gradient steps** (0.4%),
+final evaluation on 100 episodes. This is **far below the paper's 1M gradient steps** ({pct}),
 with small networks and world models (the example configs), so the numbers measure what each
 method learns quickly on CPU, not its asymptotic quality; do not compare them with the paper's
 tables.
@@ -292,6 +292,11 @@ def _commit() -> str:
         return "unknown"
 
 
+def _finals(seeds: dict[int, dict]) -> list[int]:
+    """Gradient-step budgets of the completed runs (the step of their final evaluation)."""
+    return [max(r["curve"]) for r in seeds.values() if r["complete"] and r["curve"]]
+
+
 def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str:
     """Write ``results_md`` (tables per task + curve PNGs under ``out``) and return its text."""
     import os
@@ -312,7 +317,10 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         "```",
         "",
     ]
-    lines += [INTRO, ""]
+    budgets = sorted({step for runs in data.values() for r in runs.values() for step in _finals(r)})
+    steps = " / ".join(f"{b}" for b in budgets) or "?"
+    pct = " / ".join(f"{100 * b / 1e6:.1f}%" for b in budgets) or "?"
+    lines += [INTRO.format(steps=steps, pct=pct), ""]
     order = DEFAULT_TASKS.split(",")
     for task in sorted(data, key=lambda t: (order.index(t) if t in order else len(order), t)):
         runs = data[task]
