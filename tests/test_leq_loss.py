@@ -486,3 +486,27 @@ def test_bad_inputs_name_the_problem():
         loss(bad)
     with pytest.raises(TypeError, match="EnvBase"):
         LEQLoss(actor, critic, object())
+
+
+@pytest.mark.parametrize("actor_gradient", ["per_step", "backprop"])
+def test_composite_networks_match_plain_modules(actor_gradient):
+    """Plain TensorDictModules are called on tensors directly; composite ones through a TD.
+
+    Both losses start from the same weights (deep copies), so every output must agree."""
+    from tensordict.nn import TensorDictSequential
+
+    env, actor, critic = make_parts(termination_bound=2.0)
+    batch = make_batch()
+    plain = LEQLoss(actor, critic, env, horizon=3, actor_gradient=actor_gradient)
+    composite = LEQLoss(
+        TensorDictSequential(copy.deepcopy(actor)),
+        TensorDictSequential(copy.deepcopy(critic)),
+        env,
+        horizon=3,
+        actor_gradient=actor_gradient,
+    )
+    a, b = plain(batch), composite(batch)
+    for key in ("loss_actor", "loss_qvalue", "lambda_return_mean"):
+        torch.testing.assert_close(a[key], b[key])
+    for g, w in zip(_actor_grad(plain, a["loss_actor"]), _actor_grad(composite, b["loss_actor"])):
+        torch.testing.assert_close(g, w)
