@@ -272,16 +272,27 @@ class LEQLoss(LossModule):
     def _actor(self, obs: Tensor) -> Tensor:
         """π(s) with the bound (online) actor parameters."""
         k = self.tensor_keys
-        return call_module(self.actor_network, {k.observation: obs}, k.action, obs.shape[:-1])
+        lead, flat = obs.shape[:-1], obs.reshape(-1, obs.shape[-1])
+        action = call_module(self.actor_network, {k.observation: flat}, k.action, flat.shape[:1])
+        return action.reshape(*lead, action.shape[-1])
 
     def _q(self, obs: Tensor, action: Tensor, params: TensorDictBase | None = None) -> Tensor:
         """Q(s, a) with ``params`` (the bound online parameters if ``None``)."""
+        # Networks see 2-D [N, features] inputs: Linear on a 3-D input costs an extra output copy
+        # per layer (the rollout's [B, H] batches were ~20 % slower).
         k = self.tensor_keys
-        inputs = {k.observation: obs, k.action: action}
+        lead = obs.shape[:-1]
+        inputs = {
+            k.observation: obs.reshape(-1, obs.shape[-1]),
+            k.action: action.reshape(-1, action.shape[-1]),
+        }
+        n = inputs[k.observation].shape[:1]
         if params is None:
-            return call_module(self.qvalue_network, inputs, k.state_action_value, obs.shape[:-1])
-        with params.to_module(self.qvalue_network):
-            return call_module(self.qvalue_network, inputs, k.state_action_value, obs.shape[:-1])
+            q = call_module(self.qvalue_network, inputs, k.state_action_value, n)
+        else:
+            with params.to_module(self.qvalue_network):
+                q = call_module(self.qvalue_network, inputs, k.state_action_value, n)
+        return q.reshape(*lead, q.shape[-1])
 
     # ------------------------------------------------------------------ inputs
     def _split_and_check(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
