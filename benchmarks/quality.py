@@ -269,6 +269,43 @@ def plot_task(task: str, runs: dict[str, dict[int, dict]], path: Path) -> bool:
     return True
 
 
+def read_scalar(out: Path, task: str, key: str) -> dict[str, list[dict[int, float]]]:
+    """name -> one ``{step: value}`` per seed, from the runs' csv logs (``train/<key>.csv``)."""
+    found: dict[str, list[dict[int, float]]] = {}
+    for path in sorted(out.glob(f"{task}/*/seed*/logs/*/scalars/train/{key}.csv")):
+        name = path.parents[5].name
+        with path.open(newline="") as f:
+            series = {int(float(r[0])): float(r[1]) for r in csv.reader(f) if len(r) == 2}
+        if series:
+            found.setdefault(name, []).append(series)
+    return found
+
+
+def plot_scalar(task: str, key: str, series: dict[str, list[dict[int, float]]], path: Path) -> bool:
+    """Mean over seeds of a logged training scalar, one line per run name."""
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, seeds in sorted(series.items()):
+        steps = sorted(set().union(*seeds))
+        means = [sum(s[t] for s in seeds if t in s) / sum(t in s for s in seeds) for t in steps]
+        ax.plot(steps, means, label=f"{name} (n={len(seeds)})")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel(f"{key} (mean over seeds)")
+    ax.set_title(f"{task}: {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -336,6 +373,16 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         if plot_task(task, runs, png):
             rel = os.path.relpath(png, results_md.parent)
             lines += ["", f"![{task} learning curves]({rel})"]
+        png = out / f"{task}_q_env_mean.png"
+        if plot_scalar(task, "q_env_mean", read_scalar(out, task, "q_env_mean"), png):
+            rel = os.path.relpath(png, results_md.parent)
+            lines += [
+                "",
+                "Critic value on D_env batches (`q_env_mean`, logged by LEQ and its ablations) "
+                "— how far the critic has moved towards its fixed point:",
+                "",
+                f"![{task} q_env_mean]({rel})",
+            ]
         lines.append("")
     missing = [n for n, o in ABLATIONS.items() if o is None]
     if missing:

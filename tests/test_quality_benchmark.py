@@ -46,6 +46,8 @@ def test_summarize_mean_std(quality, tmp_path):
     assert bc_row == "| bc | – | – | 0 | seed0 |"
     assert (out / "pointmaze-umaze_curves.png").exists()
     assert "results/pointmaze-umaze_curves.png" in text
+    assert "2000 gradient steps" in text and "(0.2%)" in text  # budget read from the runs
+    assert not (out / "pointmaze-umaze_q_env_mean.png").exists()  # no training logs yet
     # a hand-written discussion survives regeneration
     md.write_text(text + "\nLEQ wins here.\n")
     assert "LEQ wins here." in quality.summarize(out, md)
@@ -65,3 +67,18 @@ def test_skip_completed(quality, tmp_path):
     names = [r[3] for r in quality.plan(argparse.Namespace(ablations=True, seeds="0"))]
     assert set(names) == {n for n, o in quality.ABLATIONS.items() if o is not None}
     assert "no_ema" in names
+
+
+def test_logged_scalar_is_averaged_over_seeds_and_plotted(quality, tmp_path):
+    out = tmp_path / "results"
+    for seed, values in ((0, (-1.0, -3.0)), (1, (-3.0, -5.0))):
+        log = out / "pointmaze-medium" / "leq" / f"seed{seed}" / "logs" / "leq_pointmaze"
+        path = log / "scalars" / "train" / "q_env_mean.csv"
+        path.parent.mkdir(parents=True)
+        path.write_text(f"200,{values[0]}\n400,{values[1]}\n")
+    series = quality.read_scalar(out, "pointmaze-medium", "q_env_mean")
+    assert series == {"leq": [{200: -1.0, 400: -3.0}, {200: -3.0, 400: -5.0}]}
+    _write(out / "pointmaze-medium" / "leq" / "seed0" / "metrics.csv", ["400,final,100,0,0,0"])
+    text = quality.summarize(out, tmp_path / "RESULTS.md")
+    assert (out / "pointmaze-medium_q_env_mean.png").exists()
+    assert "results/pointmaze-medium_q_env_mean.png" in text
