@@ -21,6 +21,7 @@ D_model expansion (50k start states × 5 steps), evaluation episodes per second.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -120,12 +121,17 @@ def ours_step(loss_fn, optimizers, updater, batch) -> None:
 class NaiveLEQ:
     """LEQ written the straightforward way (see the module docstring)."""
 
-    def __init__(self, ensemble: ProbabilisticEnsemble, device: torch.device) -> None:
+    def __init__(
+        self,
+        ensemble: ProbabilisticEnsemble,
+        device: torch.device,
+        actor: torch.nn.Module | None = None,
+        critic: torch.nn.Module | None = None,
+    ) -> None:
         self.ens = ensemble
-        self.actor = make_leq_actor(OBS, ACT).module.to(device)
-        self.critic = make_leq_critic(OBS, ACT).module.to(device)
-        self.target = make_leq_critic(OBS, ACT).module.to(device)
-        self.target.load_state_dict(self.critic.state_dict())
+        self.actor = (actor or make_leq_actor(OBS, ACT).module).to(device)
+        self.critic = (critic or make_leq_critic(OBS, ACT).module).to(device)
+        self.target = copy.deepcopy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-5)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=1e-4)
 
@@ -155,7 +161,9 @@ class NaiveLEQ:
         sample = mean[choice, idx] + std[choice, idx] * torch.randn_like(mean[0])
         return obs + sample[:, :-1], sample[:, -1:]
 
-    def step(self, batch: TensorDict) -> None:
+    def losses(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
+        """LEQLoss's defaults (τ = 0.1, β = 0.25, ω = 1, γ = 0.997, λ = 0.95, EMA on the
+        rollout too), written out; no terminations (the benchmark's states never reach a goal)."""
         obs0 = batch["model", "observation"]
         deltas = [torch.zeros(B, ACT, device=obs0.device, requires_grad=True) for _ in range(H + 1)]
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
@@ -181,13 +189,15 @@ class NaiveLEQ:
         ]
         obs = torch.stack(states, 1).detach()
         w = torch.where(q.detach() > lam.detach(), 0.9, 0.1)
+        w[:, -1] = 0.5  # t = H, where Q^λ_H = Q_H
         pa = self.actor(obs)
         actor_loss = -(w * (torch.stack(jac, 1) * pa).sum(-1, keepdim=True)).sum(1).mean()
         act = torch.stack(actions, 1).detach()
         q_pred = self.critic(obs[:, :-1], act[:, :-1])
         target = lam[:, :-1].detach()
         diff = q_pred - target
-        model_loss = (torch.where(diff > 0, 0.9, 0.1) * diff**2).mean()
+        discount = 0.997 ** torch.arange(H, device=obs.device, dtype=obs.dtype).view(1, H, 1)
+        model_loss = (discount * torch.where(diff > 0, 0.9, 0.1) * diff**2).mean()
         e = batch["env"]
         with torch.no_grad():
             na = self.actor(e["next", "observation"])
@@ -196,8 +206,13 @@ class NaiveLEQ:
             ema_model = self.target(obs[:, :-1], act[:, :-1])
         q_env = self.critic(e["observation"], e["action"])
         env_loss = 0.5 * ((q_env - y) ** 2).mean()
-        ema = 0.25 * ((q_pred - ema_model) ** 2).mean() + 0.75 * ((q_env - ema_env) ** 2).mean()
+        ema_model_loss = (discount * (q_pred - ema_model) ** 2).mean()
+        ema = 0.25 * ema_model_loss + 0.75 * ((q_env - ema_env) ** 2).mean()
         critic_loss = 0.25 * model_loss + 0.75 * env_loss + ema
+        return actor_loss, critic_loss
+
+    def step(self, batch: TensorDict) -> None:
+        actor_loss, critic_loss = self.losses(batch)
         self.actor_opt.zero_grad()
         self.critic_opt.zero_grad()
         (actor_loss + critic_loss).backward()
