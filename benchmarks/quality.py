@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import platform
 import shlex
 import shutil
@@ -334,9 +335,18 @@ def _finals(seeds: dict[int, dict]) -> list[int]:
     return [max(r["curve"]) for r in seeds.values() if r["complete"] and r["curve"]]
 
 
+def _summarize_command(out: Path, results_md: Path) -> str:
+    """The command that regenerates ``results_md`` (paths relative to the repository)."""
+    cmd = "python benchmarks/quality.py --summarize"
+    default_out = REPO / "benchmarks" / "results"
+    if out.resolve() != default_out or results_md.resolve() != default_out.parent / "RESULTS.md":
+        rel = [os.path.relpath(p.resolve(), REPO) for p in (out, results_md)]
+        cmd += f" --out {rel[0]} --results-md {rel[1]}"
+    return cmd
+
+
 def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str:
     """Write ``results_md`` (tables per task + curve PNGs under ``out``) and return its text."""
-    import os
 
     data = collect(out)
     cmd_path = out / "commands.txt"
@@ -350,7 +360,7 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         "",
         "```bash",
         *(commands or ["# (no runs recorded)"]),
-        "python benchmarks/quality.py --summarize",
+        _summarize_command(out, results_md),
         "```",
         "",
     ]
