@@ -236,38 +236,56 @@ def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
     return lines
 
 
-def plot_task(task: str, runs: dict[str, dict[int, dict]], path: Path) -> bool:
+def plot_mean_curves(
+    series: dict[str, list[dict[int, float]]],
+    path: Path,
+    *,
+    title: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+    marker: str | None = None,
+) -> bool:
+    """One line per name: the mean over its seeds' ``{step: value}`` curves (at each step, over
+    the seeds that have it). Returns whether anything was plotted."""
+    series = {name: curves for name, curves in series.items() if curves}
+    if not series:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    plotted = False
-    for name, seeds in sorted(runs.items()):
-        curves = [r["curve"] for r in seeds.values() if r["curve"]]
-        if not curves:
-            continue
+    for name, curves in sorted(series.items()):
         steps = sorted(set().union(*curves))
-        means = []
-        for step in steps:
-            vals = [c[step] for c in curves if step in c]
-            means.append(sum(vals) / len(vals))
-        ax.plot(steps, means, marker="o", label=f"{name} (n={len(curves)})")
-        plotted = True
-    if not plotted:
-        plt.close(fig)
-        return False
+        means = [sum(c[t] for c in curves if t in c) / sum(t in c for c in curves) for t in steps]
+        ax.plot(steps, means, marker=marker, label=f"{name} (n={len(curves)})")
     ax.set_xlabel("gradient step")
-    ax.set_ylabel("normalized score (mean over seeds)")
-    ax.set_title(task)
-    ax.set_ylim(-5, 105)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return True
+
+
+def plot_task(task: str, runs: dict[str, dict[int, dict]], path: Path) -> bool:
+    """Learning curves of a task: normalized score, mean over seeds, per algorithm."""
+    series = {
+        name: [r["curve"] for r in seeds.values() if r["curve"]] for name, seeds in runs.items()
+    }
+    return plot_mean_curves(
+        series,
+        path,
+        title=task,
+        ylabel="normalized score (mean over seeds)",
+        ylim=(-5, 105),
+        marker="o",
+    )
 
 
 def read_scalar(out: Path, task: str, key: str) -> dict[str, list[dict[int, float]]]:
@@ -284,27 +302,7 @@ def read_scalar(out: Path, task: str, key: str) -> dict[str, list[dict[int, floa
 
 def plot_scalar(task: str, key: str, series: dict[str, list[dict[int, float]]], path: Path) -> bool:
     """Mean over seeds of a logged training scalar, one line per run name."""
-    if not series:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, seeds in sorted(series.items()):
-        steps = sorted(set().union(*seeds))
-        means = [sum(s[t] for s in seeds if t in s) / sum(t in s for s in seeds) for t in steps]
-        ax.plot(steps, means, label=f"{name} (n={len(seeds)})")
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel(f"{key} (mean over seeds)")
-    ax.set_title(f"{task}: {key}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return True
+    return plot_mean_curves(series, path, title=f"{task}: {key}", ylabel=f"{key} (mean over seeds)")
 
 
 def _cpu_model() -> str:
