@@ -1,21 +1,17 @@
 """benchmarks/quality.py: --summarize statistics and the skip-completed-runs logic (no training)."""
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 HEADER = "step,kind,episodes,normalized_score,success_rate,mean_return\n"
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality")
 
 
 def _write(path: Path, rows: list[str]) -> Path:

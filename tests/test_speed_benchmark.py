@@ -1,25 +1,19 @@
 """benchmarks/speed.py: the naive reference computes the same LEQ losses and gradients as ours."""
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import ProbabilisticEnsemble, make_leq_actor, make_leq_critic
 from torchrl_leq.objectives import LEQLoss
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("speed")
 
 
 def _never_terminates(obs, action, next_obs):
