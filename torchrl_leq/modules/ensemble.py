@@ -280,10 +280,10 @@ class ProbabilisticEnsemble(nn.Module):
             members = members.reshape(-1).to(device=x.device, dtype=torch.long)
             if members.numel() != n:
                 raise ValueError(f"members has {members.numel()} entries, expected {n}")
-            mean, logvar = self._gather(x, None, members)
+            mean, logvar = self._gather(x, self._layers(None), members)
         elif sampling == "gather":
             pos = torch.randint(self.num_elites, (n,), generator=generator, device=x.device)
-            mean, logvar = self._gather(x, self.elites, pos)
+            mean, logvar = self._gather(x, self._elite_layers(), pos)
             members = self.elites[pos]
         else:
             mean, logvar, members = self._stratified(x, generator)
@@ -296,10 +296,10 @@ class ProbabilisticEnsemble(nn.Module):
         )
 
     def _gather(
-        self, x: torch.Tensor, idx: torch.Tensor | None, pos: torch.Tensor
+        self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member in ``idx`` runs on every sample; pick member ``pos[i]`` for sample i."""
-        mean, logvar = self._mlp(x, self._layers(idx))
+        """Every member in ``layers`` runs on every sample; pick member ``pos[i]`` for sample i."""
+        mean, logvar = self._mlp(x, layers)
         rows = torch.arange(x.shape[0], device=x.device)
         return mean[pos, rows], logvar[pos, rows]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -372,16 +372,15 @@ class LEQLoss(LossModule):
         """
         k = self.tensor_keys
         env = self.model_env
-        local = per_step
         td = env.reset(start.select(k.observation))
         observations, actions, rewards, terminated, alive, steps = [], [], [], [], [], []
         alive_t = torch.ones_like(start.get(k.observation)[..., :1])
         for t in range(self.horizon + 1):
-            if local:
+            if per_step:
                 td.set(k.observation, td.get(k.observation).detach().requires_grad_(True))
             obs = td.get(k.observation)
             action = self._actor(obs)
-            if local:
+            if per_step:
                 policy_action, action = action, action.detach().requires_grad_(True)
                 q = self._q(obs, action)
                 steps.append({"obs": obs, "action": action, "policy_action": policy_action, "q": q})
@@ -394,7 +393,7 @@ class LEQLoss(LossModule):
             nxt = env.step(td).get("next")
             reward = nxt.get(env.reward_key)
             term = nxt.get("terminated").reshape(reward.shape).bool()
-            if local:
+            if per_step:
                 steps[-1].update(reward=reward, next_obs=nxt.get(k.observation))
             rewards.append(reward)
             terminated.append(term)
@@ -454,7 +453,10 @@ class LEQLoss(LossModule):
             if per_step and self.reduction != "none" and torch.is_grad_enabled():
                 # ∂loss_actor/∂θ is accumulated during the sweep (see _per_step_action_grads).
                 coef = -weights if self.reduction == "sum" else -weights / weights.shape[0]
-                injected = self._per_step_action_grads(rollout["steps"], terminated, coef)[1]
+                actor_params = self._trainable_actor_params()
+                injected = self._per_step_action_grads(
+                    rollout["steps"], terminated, coef, actor_params
+                )[1]
                 objective = lambda_return.detach()
             elif per_step:
                 grads = self._per_step_action_grads(rollout["steps"], terminated)[0]
@@ -521,9 +523,7 @@ class LEQLoss(LossModule):
             )
         loss_actor = reduce_loss(actor_per_sample, red)
         if injected is not None:
-            loss_actor = _WithParamGrads.apply(
-                loss_actor, injected, *self._trainable_actor_params()
-            )
+            loss_actor = _WithParamGrads.apply(loss_actor, injected, *actor_params)
 
         with torch.no_grad():
             alive_steps = alive[:, :-1]
@@ -544,7 +544,11 @@ class LEQLoss(LossModule):
         )
 
     def _per_step_action_grads(
-        self, steps: list[dict[str, Tensor]], terminated: Tensor, coef: Tensor | None = None
+        self,
+        steps: list[dict[str, Tensor]],
+        terminated: Tensor,
+        coef: Tensor | None = None,
+        params: Sequence[Tensor] = (),
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """∂Q^λ_t/∂a_t for every t = 0..H (the Jacobian's diagonal blocks) in one backward sweep.
 
@@ -559,8 +563,8 @@ class LEQLoss(LossModule):
 
         With ``coef`` ``[B, H+1, 1]`` (the actor loss's per-sample weight of each surrogate term,
         zero exactly where a sample is dead), the pass through π that gives ``V_t`` also yields
-        the actor-loss gradient ``Σ_t Σ_i coef_it (∂π(s_it)/∂θ)ᵀ ∂Q^λ_it/∂a_it``, returned per
-        actor parameter (saves a second backward through π).
+        the actor-loss gradient ``Σ_t Σ_i coef_it (∂π(s_it)/∂θ)ᵀ ∂Q^λ_it/∂a_it``, returned for
+        each of the actor ``params`` (saves a second backward through π).
 
         Returns ``(grads [B, H+1, act], actor parameter gradients or ())``.
         """
@@ -574,7 +578,6 @@ class LEQLoss(LossModule):
         horizon = len(steps) - 1
         sums = _geometric_sums(lmbda, horizon + 2)
         not_term = (~terminated).to(steps[0]["q"].dtype)
-        params = self._trainable_actor_params() if coef is not None else []
         param_grads: list[Tensor] = []
         grads: list[Tensor] = []
         v_next = w_next = None
