@@ -43,7 +43,7 @@ from torchrl_leq.modules import (
     make_leq_critic,
 )
 from torchrl_leq.objectives import LEQLoss, normalized_lambda_return, train_world_model
-from torchrl_leq.training.builders import make_adam
+from torchrl_leq.training.builders import make_leq_optimizers
 
 OBS, ACT, B, H = 29, 8, 256, 10
 
@@ -96,15 +96,12 @@ def make_ours(ensemble: ProbabilisticEnsemble, device: torch.device, actor_gradi
         actor_gradient=actor_gradient,
         validate_inputs=False,
     ).to(device)
-    # the trainers' optimisers (fused Adam)
-    actor_opt = make_adam(
-        [p for p in loss.actor_network_params.values(True, True) if p.requires_grad], lr=3e-5
-    )
-    critic_opt = make_adam(
-        [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad], lr=1e-4
+    # the trainers' optimisers (fused Adam), without the actor's cosine schedule
+    optimizers, _ = make_leq_optimizers(
+        {"actor_lr": 3e-5, "critic_lr": 1e-4, "cosine_actor_lr": False}, loss, total_steps=0
     )
     updater = SoftUpdate(loss, eps=0.995)
-    return loss, (actor_opt, critic_opt), updater
+    return loss, (optimizers["actor"], optimizers["critic"]), updater
 
 
 def ours_step(loss_fn, optimizers, updater, batch) -> None:
