@@ -8,10 +8,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from script_loader import example_config, load_example
 
 from torchrl_leq.data import read_d4rl_hdf5
+from torchrl_leq.data.simulator import D4RL_KEYS, generate_smoke_dataset, smoke_dataset_path
 from torchrl_leq.envs.antmaze import (
     ANTMAZE_LAYOUT_ENV_SPEC,
     antmaze_maze_map,
@@ -21,15 +22,10 @@ from torchrl_leq.envs.antmaze import (
     termination_from_config,
 )
 from torchrl_leq.envs.termination import get_termination_fn
+from torchrl_leq.training.builders import make_offline_data
+from torchrl_leq.training.checks import check_config
 from torchrl_leq.training.cli import run_example
-from torchrl_leq.training.datasets import (
-    D4RL_KEYS,
-    check_dataset,
-    generate_smoke_dataset,
-    prepare_example_data,
-    smoke_dataset_path,
-)
-from torchrl_leq.training.experiments import prepare_config
+from torchrl_leq.training.datasets import check_dataset
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "config"
 
@@ -62,8 +58,11 @@ ENV_IDS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "Hal
 
 
 def _compose(family: str, name: str, overrides=()):
-    with initialize_config_dir(config_dir=str(CONFIG / family), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+    return example_config(f"{family}/{name}", *overrides)
+
+
+def _train(cfg):
+    return load_example("leq_antmaze").train(cfg)
 
 
 # --- missing dataset -------------------------------------------------------------------------
@@ -81,13 +80,13 @@ def test_missing_dataset_names_path_and_remedies(tmp_path):
     check_dataset({"source": "pointmaze"})  # other sources are not checked here
 
 
-def test_prepare_example_data_missing_file_exits_with_one_line(tmp_path, capsys):
+def test_missing_file_exits_with_one_line_before_any_work(tmp_path, capsys):
     missing = tmp_path / "nope.hdf5"
     cfg = _compose("mujoco", "hopper-medium", [f"data.path={missing}"])
     with pytest.raises(FileNotFoundError, match="nope.hdf5"):
-        prepare_example_data(cfg)
+        check_config(cfg)
     with pytest.raises(SystemExit) as info:
-        run_example(cfg, prepare=prepare_example_data)
+        run_example("leq", _train, cfg)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(missing) in err[0]
@@ -98,7 +97,7 @@ def test_antmaze_without_eval_env_fails_fast(tmp_path):
     present.write_bytes(b"")
     cfg = _compose("antmaze", "umaze", [f"data.path={present}"])
     with pytest.raises(ValueError, match="eval.env_id"):
-        prepare_example_data(cfg)
+        check_config(cfg)
 
 
 # --- smoke datasets --------------------------------------------------------------------------
@@ -155,17 +154,18 @@ def test_smoke_dataset_antmaze_layout_with_timeouts(tmp_path):
     assert not data["terminals"].any()
 
 
-def test_prepare_example_data_smoke_points_data_at_generated_file():
-    cfg = _compose("mujoco", "walker2d-medium", ["smoke=true", "smoke_data.steps=100"])
-    cfg = prepare_example_data(cfg)
-    assert cfg.data.source == "d4rl_hdf5"
-    assert Path(cfg.data.path).is_file() and Path(cfg.data.path).parent.name == "smoke"
-    with h5py.File(cfg.data.path, "r") as f:
+def test_smoke_data_come_from_the_simulator():
+    cfg = _compose("mujoco", "walker2d-medium", ["smoke=true", "data.steps=100"])
+    assert cfg.data.source == "simulator" and cfg.data.env_id == "Walker2d-v5"
+    data = make_offline_data(cfg.data)
+    path = Path(data.description.split("+")[0])
+    assert path.is_file() and path.parent.name == "smoke"
+    with h5py.File(path, "r") as f:
         assert f.attrs["env_id"] == "Walker2d-v5" and f["observations"].shape == (100, 17)
-    # AntMaze smoke: the smoke eval env (from smoke_overrides) generates the data.
-    cfg = _compose("antmaze", "medium-play", ["smoke=true", "smoke_data.steps=50"])
-    cfg = prepare_example_data(cfg)
-    with h5py.File(cfg.data.path, "r") as f:
+    # AntMaze smoke: the smoke eval env (from the task's smoke preset) generates the data.
+    cfg = _compose("antmaze", "medium-play", ["smoke=true", "data.steps=50"])
+    path = Path(make_offline_data(cfg.data).description.split("+")[0])
+    with h5py.File(path, "r") as f:
         assert f.attrs["env_id"] == ANTMAZE_LAYOUT_ENV_SPEC and "medium" in f.attrs["env_kwargs"]
         assert f["observations"].shape == (50, 29)
 
@@ -221,8 +221,7 @@ def test_make_goal_termination_hand_cases():
 # --- per-task configs ------------------------------------------------------------------------
 
 
-def _common_paper_values(cfg):
-    assert cfg.algo == "leq"
+def _common_paper_values(cfg, config_name):
     assert (cfg.optim.actor_lr, cfg.optim.critic_lr, cfg.optim.ema_decay) == (3e-5, 1e-4, 0.995)
     assert (cfg.optim.batch_size_env, cfg.optim.batch_size_model) == (256, 256)
     assert (cfg.loss.horizon, cfg.loss.gamma, cfg.loss.lmbda) == (10, 0.997, 0.95)
@@ -236,10 +235,10 @@ def _common_paper_values(cfg):
     assert list(cfg.world_model.hidden_dims) == [200] * 4
     assert list(cfg.network.num_cells) == [256] * 3 and cfg.network.layer_norm
     assert cfg.train.total_steps == 1_000_000 and cfg.train.eval_every == 50_000
-    prepared = prepare_config(cfg)  # resolves, validates (task, τ, ...)
-    smoke = prepare_config(cfg, smoke=True)
-    assert smoke.train.total_steps < 100 and "smoke_overrides" not in smoke
-    return prepared, smoke
+    check_config(OmegaConf.merge(cfg, {"data": {"path": __file__}, "eval": {"env_id": "Any-v0"}}))
+    smoke = example_config(config_name, "smoke=true")
+    assert smoke.train.total_steps < 100 and smoke.data.source == "simulator"
+    return cfg, smoke
 
 
 @pytest.mark.parametrize("name", sorted(MUJOCO_TAU))
@@ -250,7 +249,7 @@ def test_mujoco_config(name):
     assert cfg.data.path == f"~/.d4rl/datasets/{env}_{dataset.replace('-', '_')}-v2.hdf5"
     assert cfg.eval.env_id == ENV_IDS[env] and cfg.data.reward_transform == "locomotion"
     assert cfg.pretrain.enabled and cfg.pretrain.bc_steps == cfg.pretrain.fqe_steps == 200_000
-    _common_paper_values(cfg)
+    _common_paper_values(cfg, f"mujoco/{name}")
 
 
 @pytest.mark.parametrize("name", sorted(ANTMAZE_TAU))
@@ -259,7 +258,7 @@ def test_antmaze_config(name):
     assert cfg.task == f"antmaze-{name}" and cfg.loss.tau == ANTMAZE_TAU[name]
     assert cfg.data.path.startswith("~/.d4rl/datasets/") and cfg.data.reward_transform == "maze"
     assert not cfg.pretrain.enabled and cfg.termination is None and cfg.eval.env_id is None
-    _, smoke = _common_paper_values(cfg)
+    _, smoke = _common_paper_values(cfg, f"antmaze/{name}")
     maze = smoke.eval.env_kwargs.maze
     assert smoke.eval.env_id == ANTMAZE_LAYOUT_ENV_SPEC
     assert maze == (name.split("-")[0] if not name.startswith("ultra") else "umaze")
@@ -276,10 +275,8 @@ def test_mujoco_example_default_and_task_files_cover_table10():
 
 @pytest.mark.parametrize(("family", "name"), [("mujoco", "hopper-medium"), ("antmaze", "umaze")])
 def test_example_smoke_runs(family, name, tmp_path):
-    from torchrl_leq.training.cli import run_example
-
-    overrides = ["smoke=true", f"run_dir={tmp_path}", "progress=false", "smoke_data.steps=500"]
+    overrides = ["smoke=true", f"run_dir={tmp_path}", "progress=false", "data.steps=500"]
     cfg = _compose(family, name, overrides)
-    result = run_example(prepare_example_data(cfg))
+    result = _train(cfg)
     assert Path(result["metrics_csv"]).is_file()
     assert result["last_score"] is not None

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from script_loader import example_config, load_example
 
 from torchrl_leq.training.checkpoint import load_checkpoint
-from torchrl_leq.training.experiments import prepare_config, run_model_based
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "config"
@@ -74,11 +73,12 @@ def test_bad_input_gives_one_clear_error_line(overrides, message, tmp_path):
 
 
 def smoke_config(name, run_dir, **changes):
-    cfg = prepare_config(OmegaConf.load(CONFIGS / f"{name}.yaml"), smoke=True)
-    cfg.run_dir, cfg.progress = str(run_dir), False
-    for key, value in changes.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
+    overrides = [f"{key}={value}" for key, value in changes.items()]
+    return example_config(name, "smoke=true", f"run_dir={run_dir}", "progress=false", *overrides)
+
+
+def run_leq(cfg):
+    return load_example("leq_antmaze").train(cfg)
 
 
 def params_of(run_dir):
@@ -86,12 +86,12 @@ def params_of(run_dir):
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
-    run_model_based(smoke_config("leq_pointmaze", tmp_path / "straight"))
-    killed = run_model_based(
+    run_leq(smoke_config("leq_pointmaze", tmp_path / "straight"))
+    killed = run_leq(
         smoke_config("leq_pointmaze", tmp_path / "resumed", **{"train.stop_after_steps": 20})
     )
     assert killed["stopped_at"] == 20
-    run_model_based(smoke_config("leq_pointmaze", tmp_path / "resumed", resume=True))
+    run_leq(smoke_config("leq_pointmaze", tmp_path / "resumed", resume=True))
     straight, resumed = params_of(tmp_path / "straight"), params_of(tmp_path / "resumed")
     assert straight.keys() == resumed.keys()
     for key in straight:
@@ -103,7 +103,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
 
 def test_same_seed_gives_identical_csv(tmp_path):
     for run in ("a", "b"):
-        run_model_based(smoke_config("leq_pointmaze", tmp_path / run))
+        run_leq(smoke_config("leq_pointmaze", tmp_path / run))
     assert (tmp_path / "a/metrics.csv").read_text() == (tmp_path / "b/metrics.csv").read_text()
     logs_a = sorted((tmp_path / "a/logs").rglob("*.csv"))
     assert logs_a, "the TorchRL csv logger wrote nothing"
@@ -112,20 +112,17 @@ def test_same_seed_gives_identical_csv(tmp_path):
         assert path.read_text() == twin.read_text(), path.name
 
 
-def test_same_runner_trains_leq_and_combo_by_config_only(tmp_path):
-    """Swapping LEQLoss for COMBOLoss: the LEQ config with COMBO's loss-specific nodes."""
-    combo = OmegaConf.load(CONFIGS / "combo.yaml")
-    cfg = OmegaConf.load(CONFIGS / "leq_pointmaze.yaml")
-    cfg.algo = "combo"
-    for node in ("loss", "optim", "rollout"):
-        cfg[node] = combo[node]
-    cfg.smoke_overrides.rollout = combo.smoke_overrides.rollout
-    results = {}
-    for algo, config in (("leq", OmegaConf.load(CONFIGS / "leq_pointmaze.yaml")), ("combo", cfg)):
-        config = prepare_config(config, smoke=True)
-        config.run_dir, config.progress = str(tmp_path / algo), False
-        results[algo] = run_model_based(config)
-    assert all(math.isfinite(r["last_score"]) for r in results.values())
+def test_leq_and_combo_share_data_and_world_model(tmp_path, monkeypatch):
+    """COMBO is built from LEQ's parts: the same generated data and the same cached world model."""
+    monkeypatch.setenv("TORCHRL_LEQ_DATA", str(tmp_path / "data"))
+    leq = run_leq(smoke_config("leq_pointmaze", tmp_path / "leq"))
+    models = sorted((tmp_path / "data" / "world_models").glob("*.pt"))
+    assert len(models) == 1
+    stamp = models[0].stat().st_mtime_ns
+    combo = load_example("combo").train(smoke_config("combo", tmp_path / "combo"))
+    assert sorted((tmp_path / "data" / "world_models").glob("*.pt")) == models
+    assert models[0].stat().st_mtime_ns == stamp  # loaded from the cache, not retrained
+    assert all(math.isfinite(r["last_score"]) for r in (leq, combo))
     assert "qvalue_network_params" in str(params_of(tmp_path / "combo").keys())
 
 

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 import pytest
-from benchmark_scripts import load_benchmark
+from script_loader import load_benchmark
 
 HEADER = "step,kind,episodes,normalized_score,success_rate,mean_return\n"
 

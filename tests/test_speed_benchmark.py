@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from benchmark_scripts import load_benchmark
+from script_loader import load_benchmark
 
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import ProbabilisticEnsemble, make_leq_actor, make_leq_critic

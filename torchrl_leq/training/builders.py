@@ -1,12 +1,15 @@
-"""``make_*`` factories shared by the example scripts, tests and benchmarks.
+"""``make_*`` factories the example scripts are written with (tests and benchmarks reuse them).
 
-The examples read like Algorithm 1 because all the assembly lives here: data → world model →
-model env → actor/critic → loss → optimisers → trainer. Every factory takes plain values or a
-config node (hydra ``DictConfig``/mapping) of the example YAMLs.
+The examples read like Algorithm 1 because each step is one call here: data → world model →
+model env → actor/critic → loss → optimisers → trainer. A factory takes plain values or a config
+node of the example YAMLs (hydra ``DictConfig`` or a mapping) and reads every key it needs from
+it: the YAMLs are the only home of defaults.
 
 Example:
-    >>> data = make_offline_data({"source": "pointmaze", "task": "pointmaze-umaze",
-    ...                           "steps": 5000, "reward_transform": "maze"})  # doctest: +SKIP
+    >>> data = make_offline_data({"source": "pointmaze", "task": "pointmaze-umaze", "steps": 2000,
+    ...                           "seed": 0, "root": None, "reward_transform": "maze"})
+    >>> data.observation_dim, data.action_dim
+    (4, 2)
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torchrl.data import TensorDictReplayBuffer
 from tqdm.auto import tqdm
 
@@ -35,10 +39,16 @@ from torchrl_leq.data import (
     read_d4rl_hdf5,
     read_minari,
     read_pointmaze_dataset,
+    rollout_model_transitions,
 )
+from torchrl_leq.data.simulator import generate_smoke_dataset
 from torchrl_leq.envs import LEQModelEnv
+from torchrl_leq.envs.antmaze import termination_from_config
 from torchrl_leq.modules import (
+    InputScaler,
     ProbabilisticEnsemble,
+    make_combo_actor,
+    make_combo_critic,
     make_exploration_policy,
     make_leq_actor,
     make_leq_critic,
@@ -52,8 +62,20 @@ from torchrl_leq.objectives.world_model import (
 )
 from torchrl_leq.tasks import POINTMAZE_TASKS
 
+from .evaluation import evaluate
+from .loggers import make_logger
+from .trainer import OfflineTrainer, PeriodicHook
+
 __all__ = [
     "OfflineData",
+    "make_termination",
+    "make_evaluator",
+    "make_trainer",
+    "make_sac_networks",
+    "make_value_network",
+    "make_optimizers",
+    "run_directory",
+    "is_resuming",
     "make_offline_data",
     "make_world_model",
     "make_model_env",
@@ -61,21 +83,19 @@ __all__ = [
     "make_leq_loss",
     "make_leq_optimizers",
     "make_expansion_hook",
+    "make_model_rollout_hook",
     "make_leq_batch_sampler",
     "pretrain_bc",
     "pretrain_fqe",
     "input_stats",
 ]
 
-DATA_SOURCES = ("pointmaze", "d4rl_hdf5", "minari")
+DATA_SOURCES = ("pointmaze", "d4rl_hdf5", "minari", "simulator")
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
+def _node(cfg: Any) -> DictConfig:
+    """``cfg`` as a ``DictConfig`` (attribute access; a missing key raises, naming it)."""
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
 
 
 @dataclass
@@ -98,34 +118,42 @@ class OfflineData:
 
 def make_offline_data(cfg: Any, *, batch_size: int = 256) -> OfflineData:
     """Load D_env from ``cfg.source``: ``pointmaze`` (generated on first use: ``task``,
-    ``steps``, ``seed``), ``d4rl_hdf5`` (``path``) or ``minari`` (``dataset_id``, ``root``);
+    ``steps``, ``seed``), ``d4rl_hdf5`` (``path``), ``minari`` (``dataset_id``, ``root``) or
+    ``simulator`` (a random policy in ``env_id`` for ``steps`` steps, cached as a D4RL file);
     apply ``cfg.reward_transform`` (``maze``/``antmaze`` r-1, ``locomotion``, ``none``)."""
-    source, task = _get(cfg, "source"), _get(cfg, "task")
+    cfg = _node(cfg)
+    source, task = cfg.source, cfg.task
     if source not in DATA_SOURCES:
         raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {source!r}.")
     if source == "pointmaze":
         if task not in POINTMAZE_TASKS:
             raise ValueError(f"Unknown point-maze task {task!r}; known: {sorted(POINTMAZE_TASKS)}")
-        steps, seed = int(_get(cfg, "steps", 1_000_000)), int(_get(cfg, "seed", 0))
-        transitions = read_pointmaze_dataset(task, steps, seed, _get(cfg, "root"))
+        steps, seed = int(cfg.steps), int(cfg.seed)
+        transitions = read_pointmaze_dataset(task, steps, seed, cfg.root)
         description = f"{task}/diverse-s{seed}-n{steps}"
     elif source == "d4rl_hdf5":
-        path = _get(cfg, "path")
+        path = cfg.path
         if not path:
             raise ValueError(
                 "data.path must point to a D4RL-format HDF5 file for source=d4rl_hdf5."
             )
         transitions = read_d4rl_hdf5(os.path.expanduser(str(path)))
         description = str(path)
+    elif source == "simulator":
+        path = generate_smoke_dataset(
+            str(cfg.env_id), steps=int(cfg.steps), seed=int(cfg.seed), env_kwargs=cfg.env_kwargs
+        )
+        transitions = read_d4rl_hdf5(path)
+        description = str(path)
     else:
-        dataset_id = _get(cfg, "dataset_id")
+        dataset_id = cfg.dataset_id
         if not dataset_id:
             raise ValueError("data.dataset_id must name a local Minari dataset for source=minari.")
         transitions = read_minari(
-            dataset_id, root=_get(cfg, "root"), observation_key=_get(cfg, "observation_key")
+            dataset_id, root=cfg.root, observation_key=cfg.observation_key
         )
         description = str(dataset_id)
-    kind = _get(cfg, "reward_transform", "none")
+    kind = cfg.reward_transform
     if kind not in (None, "none"):
         transitions = apply_reward_transform(kind, transitions)
         description += f"+{kind}"
@@ -149,22 +177,27 @@ def make_world_model(
     cfg: Any,
     data: OfflineData,
     *,
-    seed: int = 0,
+    run_seed: int,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> ProbabilisticEnsemble:
     """Train the ensemble on D_env (Gaussian NLL, early stopping, elites), or load it from the
-    cache (``<data root>/world_models/<hash of data + config + seed>.pt``) when ``cfg.cache``."""
+    cache (``<data root>/world_models/<hash of data + config + seed>.pt``) when ``cfg.cache``.
+
+    Its seed is ``cfg.seed``, or ``run_seed`` when that is null (one model per run seed, as in
+    the paper)."""
+    cfg = _node(cfg)
+    seed = int(run_seed if cfg.seed is None else cfg.seed)
     params = {
-        "num_members": int(_get(cfg, "num_members", 7)),
-        "num_elites": int(_get(cfg, "num_elites", 5)),
-        "hidden_dims": list(_get(cfg, "hidden_dims", [200, 200, 200, 200])),
+        "num_members": int(cfg.num_members),
+        "num_elites": int(cfg.num_elites),
+        "hidden_dims": list(cfg.hidden_dims),
     }
     train_kwargs = {
-        "batch_size": int(_get(cfg, "batch_size", 256)),
-        "lr": float(_get(cfg, "lr", 1e-3)),
-        "max_epochs": _get(cfg, "max_epochs"),
-        "patience": int(_get(cfg, "patience", 5)),
+        "batch_size": int(cfg.batch_size),
+        "lr": float(cfg.lr),
+        "max_epochs": cfg.max_epochs,
+        "patience": int(cfg.patience),
     }
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root() / "world_models"
     key = _cache_key(
@@ -177,7 +210,7 @@ def make_world_model(
         }
     )
     path = cache_dir / f"{key}.pt"
-    if _get(cfg, "cache", True) and path.exists():
+    if cfg.cache and path.exists():
         return load_world_model(path)
     td = data.transitions
     ensemble = ProbabilisticEnsemble(data.observation_dim, data.action_dim, **params)
@@ -191,9 +224,15 @@ def make_world_model(
         progress=progress,
         **train_kwargs,
     )
-    if _get(cfg, "cache", True):
+    if cfg.cache:
         save_world_model(path, ensemble)
     return ensemble
+
+
+def make_termination(cfg: DictConfig) -> str | Callable:
+    """The model env's termination: ``cfg.termination`` (``{goal: [x, y], radius}`` in the data's
+    frame) or, when it is null, the built-in one of ``cfg.task``."""
+    return termination_from_config(cfg.get("termination"), cfg.task)
 
 
 def make_model_env(ensemble: ProbabilisticEnsemble, termination: Any) -> LEQModelEnv:
@@ -204,8 +243,8 @@ def make_model_env(ensemble: ProbabilisticEnsemble, termination: Any) -> LEQMode
 
 def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, TensorDictModule]:
     """Actor and critic with input statistics fitted on D_env (``num_cells``, ``layer_norm``)."""
-    num_cells = tuple(_get(cfg, "num_cells", (256, 256, 256)))
-    layer_norm = bool(_get(cfg, "layer_norm", True))
+    cfg = _node(cfg)
+    num_cells, layer_norm = tuple(cfg.num_cells), bool(cfg.layer_norm)
     obs, act = data.transitions["observation"], data.transitions["action"]
     obs_loc, obs_scale = input_stats(obs)
     in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
@@ -247,8 +286,9 @@ def make_leq_loss(
     cfg: Any, actor: TensorDictModule, critic: TensorDictModule, model_env: LEQModelEnv
 ) -> LEQLoss:
     """``LEQLoss`` from a config node holding any of its keyword arguments."""
-    kwargs = {k: _get(cfg, k) for k in LOSS_KEYS if _get(cfg, k) is not None}
-    kwargs["validate_inputs"] = bool(_get(cfg, "validate_inputs", False))
+    cfg = _node(cfg)
+    kwargs = {k: cfg[k] for k in LOSS_KEYS if k in cfg}
+    kwargs["validate_inputs"] = False  # one host sync per input; the data were checked on load
     return LEQLoss(actor, critic, model_env, **kwargs)
 
 
@@ -275,11 +315,11 @@ def make_leq_optimizers(
     actor_params = [p for p in loss.actor_network_params.values(True, True) if p.requires_grad]
     critic_params = [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad]
     optimizers = {
-        "actor": make_adam(actor_params, lr=float(_get(cfg, "actor_lr", 3e-5))),
-        "critic": make_adam(critic_params, lr=float(_get(cfg, "critic_lr", 1e-4))),
+        "actor": make_adam(actor_params, lr=float(cfg.actor_lr)),
+        "critic": make_adam(critic_params, lr=float(cfg.critic_lr)),
     }
     schedulers: dict[str, Any] = {}
-    if _get(cfg, "cosine_actor_lr", True) and total_steps > 0:
+    if cfg.cosine_actor_lr and total_steps > 0:
         schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizers["actor"], T_max=max(total_steps, 1)
         )
@@ -307,10 +347,10 @@ def make_expansion_hook(
     """Algorithm 1 lines 7-11: every call adds ``num_starts × rollout_length`` model states
     (exploration noise ``noise`` before the actor's tanh). With ``enabled: false`` D_model is
     filled once with D_env states (the "no expansion" ablation)."""
-    policy = make_exploration_policy(actor, float(_get(cfg, "noise", 1.0)))
-    num_starts = int(_get(cfg, "num_starts", 50_000))
-    rollout_length = int(_get(cfg, "rollout_length", 5))
-    enabled = bool(_get(cfg, "enabled", True))
+    cfg = _node(cfg)
+    policy = make_exploration_policy(actor, float(cfg.noise))
+    num_starts, rollout_length = int(cfg.num_starts), int(cfg.rollout_length)
+    enabled = bool(cfg.enabled)
 
     def expand(step: int) -> None:
         if enabled:
@@ -387,6 +427,166 @@ def pretrain_fqe(
     )
 
 
+def make_model_rollout_hook(
+    cfg: Any,
+    model_buffer: TensorDictReplayBuffer,
+    env_buffer: TensorDictReplayBuffer,
+    model_env: LEQModelEnv,
+    actor: TensorDictModule,
+) -> Callable[[int], None]:
+    """MBPO-style model data (COMBO): every call rolls ``cfg.num_starts`` D_env states
+    ``cfg.length`` model steps with ``actor`` and appends the transitions to ``model_buffer``."""
+    cfg = _node(cfg)
+    num_starts, length = int(cfg.num_starts), int(cfg.length)
+
+    def fill(step: int) -> None:
+        start = TensorDict(
+            {"observation": env_buffer.sample(num_starts)["observation"]}, [num_starts]
+        )
+        model_buffer.extend(rollout_model_transitions(model_env, actor, start, length))
+
+    return fill
+
+
 def make_model_start_buffer(cfg: Any, batch_size: int) -> TensorDictReplayBuffer:
     """D_model (FIFO, ``capacity``)."""
-    return make_model_buffer(capacity=int(_get(cfg, "capacity", 1_250_000)), batch_size=batch_size)
+    return make_model_buffer(capacity=int(_node(cfg).capacity), batch_size=batch_size)
+
+
+def make_sac_networks(
+    cfg: Any, data: OfflineData
+) -> tuple[TensorDictModule, TensorDictModule]:
+    """Tanh-Gaussian actor and Q-network (IQL, CQL, COMBO), inputs standardised on D_env,
+    ``cfg.num_cells`` hidden units."""
+    num_cells = tuple(_node(cfg).num_cells)
+    obs, act = data.transitions["observation"], data.transitions["action"]
+    obs_loc, obs_scale = input_stats(obs)
+    in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
+    actor = make_combo_actor(
+        data.observation_dim, data.action_dim, num_cells, obs_loc=obs_loc, obs_scale=obs_scale
+    )
+    critic = make_combo_critic(
+        data.observation_dim, data.action_dim, num_cells, input_loc=in_loc, input_scale=in_scale
+    )
+    return actor, critic
+
+
+def make_value_network(cfg: Any, data: OfflineData) -> TensorDictModule:
+    """``observation -> state_value`` (IQL's V), inputs standardised on D_env."""
+    from torchrl_leq.modules.actor_critic import _mlp
+
+    loc, scale = input_stats(data.transitions["observation"])
+    net = torch.nn.Sequential(
+        InputScaler(loc, scale, use_symlog=False),
+        _mlp(data.observation_dim, 1, tuple(_node(cfg).num_cells), False),
+    )
+    return TensorDictModule(net, in_keys=["observation"], out_keys=["state_value"])
+
+
+def make_optimizers(
+    groups: Mapping[str, tuple[Any, float]],
+) -> dict[str, torch.optim.Optimizer]:
+    """One :func:`make_adam` per ``name: (parameters, lr)``; ``parameters`` is a
+    ``TensorDictParams`` (a loss's ``actor_network_params``, ...), a tensor or a list of them.
+    Frozen (``requires_grad=False``) entries are left out.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> sorted(make_optimizers({"actor": (w, 1e-3)}))
+        ['actor']
+    """
+    optimizers = {}
+    for name, (params, lr) in groups.items():
+        if isinstance(params, TensorDictBase):
+            params = list(params.values(True, True))
+        elif isinstance(params, torch.Tensor):
+            params = [params]
+        optimizers[name] = make_adam([p for p in params if p.requires_grad], lr=float(lr))
+    return optimizers
+
+
+def run_directory(cfg: DictConfig) -> Path:
+    """``cfg.run_dir``, else hydra's output dir of this run, else ``outputs/<exp_name>``."""
+    if cfg.get("run_dir"):
+        return Path(str(cfg.run_dir)).expanduser()
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not inside a hydra run
+        return Path("outputs") / str(cfg.logger.exp_name)
+
+
+def is_resuming(cfg: DictConfig) -> bool:
+    """Whether this run continues a checkpoint (``resume=true`` and one exists): pretraining is
+    then skipped, its result is in the checkpoint."""
+    return bool(cfg.resume) and (run_directory(cfg) / "checkpoint.pt").exists()
+
+
+def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[int, int], dict]:
+    """``(episodes, seed) -> evaluate(...)`` of ``actor`` in the real env: the generated point
+    maze of ``cfg.task``, or the gymnasium env ``cfg.eval.env_id`` (``env_kwargs``) with the
+    D4RL-style reference scores of ``cfg.task``."""
+    task, ev = str(cfg.task), cfg.eval
+    if task in POINTMAZE_TASKS and ev.env_id is None:
+        return lambda episodes, seed: evaluate(actor, task, episodes, seed, num_envs=ev.num_envs)
+    if ev.env_id is None:
+        raise ValueError(
+            f"eval.env_id must name a gymnasium env to evaluate task {task!r} "
+            "(e.g. Hopper-v5 for hopper datasets)."
+        )
+    import gymnasium as gym
+
+    env_id, env_kwargs = str(ev.env_id), dict(ev.env_kwargs or {})
+
+    def env_fn():
+        return gym.make(env_id, **env_kwargs)
+
+    return lambda episodes, seed: evaluate(
+        actor, env_fn, episodes, seed, task=task, num_envs=ev.num_envs
+    )
+
+
+def make_trainer(
+    cfg: DictConfig,
+    *,
+    loss: torch.nn.Module,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    sample_batch: Callable[[], TensorDictBase],
+    actor: TensorDictModuleBase,
+    schedulers: Mapping[str, Any] | None = None,
+    target_updater: Any = None,
+    hooks: list[PeriodicHook] | None = None,
+    stateful: Mapping[str, Any] | None = None,
+    loss_keys: tuple[str, ...] | None = None,
+) -> OfflineTrainer:
+    """The training loop of ``cfg.train`` (schedule), ``cfg.logger`` (backend) and ``cfg.eval``
+    (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`; with
+    ``cfg.resume`` it continues from the run directory's checkpoint."""
+    run_dir, train = run_directory(cfg), cfg.train
+    trainer = OfflineTrainer(
+        loss=loss,
+        loss_keys=loss_keys,
+        modules={"loss": loss},
+        optimizers=optimizers,
+        schedulers=schedulers,
+        sample_batch=sample_batch,
+        evaluate=make_evaluator(cfg, actor),
+        run_dir=run_dir,
+        total_steps=int(train.total_steps),
+        eval_every=int(train.eval_every),
+        eval_episodes=int(train.eval_episodes),
+        final_eval_episodes=int(train.final_eval_episodes),
+        log_every=int(train.log_every),
+        checkpoint_every=int(train.checkpoint_every),
+        target_updater=target_updater,
+        hooks=hooks,
+        stateful=stateful,
+        logger=make_logger(cfg.logger.backend, run_dir / "logs", str(cfg.logger.exp_name)),
+        seed=int(cfg.seed),
+        progress=bool(cfg.progress),
+        stop_after_steps=train.get("stop_after_steps"),
+    )
+    if cfg.resume:
+        trainer.resume()
+    return trainer

@@ -1,68 +1,56 @@
-"""Glue between the hydra example scripts and the runners: smoke mode, one-line errors.
+"""What the example scripts share around their ``train(cfg)``: the smoke preset, one-line user
+errors and the final JSON line (:func:`run_example`).
 
 Example:
-    >>> run_example(cfg)  # doctest: +SKIP
+    >>> with user_errors():
+    ...     pass
+    >>> summary_line("leq", {"task": "pointmaze-umaze", "seed": 0}, {"last_score": 1.0,
+    ...              "best_score": 1.0, "metrics_csv": "metrics.csv"})
+    '{"algo": "leq", "task": "pointmaze-umaze", "seed": 0, "last_score": 1.0, "best_score": 1.0, "metrics_csv": "metrics.csv"}'
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from omegaconf import DictConfig
 
-from .experiments import MODEL_BASED_LOSSES, prepare_config, run_model_based, run_model_free
+from .config import apply_smoke_preset
 from .trainer import NonFiniteLossError
 
-__all__ = ["run_example"]
+__all__ = ["run_example", "user_errors", "summary_line", "USER_ERRORS"]
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NonFiniteLossError)
+"""What a user can fix (a bad override, an unknown task, a missing dataset, a diverging run)."""
 
 
-def _cli_overrides() -> list[str]:
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user error raised inside into one line, ``error: <message>``, on stderr and exit
+    status 2 (no traceback); anything else propagates as a bug."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return list(HydraConfig.get().overrides.task)
-    except (ImportError, ValueError):
-        return []
-
-
-def _exit_with(err: Exception) -> NoReturn:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else err
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def run_example(
-    cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig] | None = None
-) -> dict[str, Any]:
-    """Prepare the config (smoke mode, validation), run it, print a one-line JSON summary.
-
-    ``prepare`` runs first on the raw config (e.g. the D4RL examples' dataset check or smoke
-    dataset generation). User errors (bad override, unknown task, missing dataset, NaN loss)
-    print one line, ``error: ...``, and exit with status 2 instead of a traceback.
-    """
-    if prepare is not None:
-        try:
-            cfg = prepare(cfg)
-        except (*USER_ERRORS, TypeError) as err:
-            _exit_with(err)
-    try:
-        cfg = prepare_config(cfg, cli_overrides=_cli_overrides())
-        runner = run_model_based if cfg.algo in MODEL_BASED_LOSSES else run_model_free
-        result = runner(cfg)
+        yield
     except USER_ERRORS as err:
-        _exit_with(err)
-    summary = {
-        "algo": cfg.algo,
-        "task": cfg.task,
-        "seed": cfg.seed,
-        "last_score": result["last_score"],
-        "best_score": result["best_score"],
-        "metrics_csv": result["metrics_csv"],
-    }
-    print(json.dumps(summary))
-    return result
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def summary_line(algo: str, cfg: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    """The JSON line an example prints last: task, seed, last and best score, metrics file."""
+    keys = ("last_score", "best_score", "metrics_csv")
+    return json.dumps(
+        {"algo": algo, "task": cfg["task"], "seed": cfg["seed"], **{k: result[k] for k in keys}}
+    )
+
+
+def run_example(algo: str, train: Callable[[DictConfig], Mapping[str, Any]], cfg: DictConfig) -> None:
+    """The body of every example's ``@hydra.main``: apply the smoke preset (``smoke=true``),
+    ``train(cfg)``, print :func:`summary_line`; user errors become one ``error:`` line."""
+    with user_errors():
+        cfg = apply_smoke_preset(cfg)
+        print(summary_line(algo, cfg, train(cfg)))
