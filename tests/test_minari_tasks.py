@@ -42,7 +42,9 @@ def _episodes(root, dataset_id):
 
 
 def _raw_next_xy(root, dataset_id):
-    return np.concatenate([ep.observations["achieved_goal"][1:] for ep in _episodes(root, dataset_id)])
+    return np.concatenate(
+        [ep.observations["achieved_goal"][1:] for ep in _episodes(root, dataset_id)]
+    )
 
 
 def test_antmaze_observations_are_d4rl_29_numbers_xy_first(root):
@@ -59,7 +61,9 @@ def test_antmaze_observations_are_d4rl_29_numbers_xy_first(root):
     assert float(obs[:, :2].abs().max()) > 3.0  # really x, y (the maze spans +-6), not z / quat
     # the old default concatenates sorted keys: 31 numbers, goal included
     assert read_minari(UMAZE, root)["observation"].shape[-1] == 31
-    assert read_minari(UMAZE, root, observation_keys=("observation",))["observation"].shape[-1] == 27
+    assert (
+        read_minari(UMAZE, root, observation_keys=("observation",))["observation"].shape[-1] == 27
+    )
 
 
 def test_umaze_goal_is_data_goal_cell_not_the_start(root):
@@ -77,12 +81,16 @@ def test_goal_termination_fires_on_goal_states_not_on_start_states(root):
     task = make_minari_task(UMAZE, root)
     td = task.transitions
     nxt = td["next", "observation"]
-    dist = torch.linalg.vector_norm(nxt[:, :2].double() - torch.tensor([-4.0, 4.0]).double(), dim=-1)
+    dist = torch.linalg.vector_norm(
+        nxt[:, :2].double() - torch.tensor([-4.0, 4.0]).double(), dim=-1
+    )
     at_goal = dist <= 0.45
     assert int(at_goal.sum()) > 20
     fired = task.termination_fn(td["observation"], td["action"], nxt).squeeze(-1)
     assert torch.equal(fired, at_goal)
-    starts = td["observation"][torch.cat([torch.tensor([True]), td["episode"][1:] != td["episode"][:-1]])]
+    starts = td["observation"][
+        torch.cat([torch.tensor([True]), td["episode"][1:] != td["episode"][:-1]])
+    ]
     near_start = torch.linalg.vector_norm(starts[:, :2] - torch.tensor([-4.0, -4.0]), dim=-1) <= 1.5
     assert int(near_start.sum()) >= 5
     assert not task.termination_fn(None, None, starts[near_start]).any()
@@ -95,7 +103,9 @@ def test_relabelled_rewards_are_one_exactly_within_radius(root):
     reward = task.transitions["next", "reward"].squeeze(-1).numpy()
     np.testing.assert_array_equal(reward, expected)
     assert 0 < expected.sum() < len(expected)
-    assert torch.equal(task.transitions["next", "terminated"].squeeze(-1), torch.from_numpy(expected > 0))
+    assert torch.equal(
+        task.transitions["next", "terminated"].squeeze(-1), torch.from_numpy(expected > 0)
+    )
     raw = read_minari(UMAZE, root)
     assert not raw["next", "terminated"].any()  # the data's own terminations: all False
     keep = make_minari_task(UMAZE, root, terminate_on_goal=False)
@@ -111,7 +121,9 @@ def test_medium_diverse_goal_from_eval_spec_and_relabelled(root):
     assert len(task.info["episode_goal_cells"]) > 1  # per-episode random goals in the raw data
     xy = _raw_next_xy(root, MEDIUM)
     expected = np.linalg.norm(xy - np.array([10.0, -10.0]), axis=-1) <= 0.45
-    np.testing.assert_array_equal(task.transitions["next", "reward"].squeeze(-1).numpy() > 0, expected)
+    np.testing.assert_array_equal(
+        task.transitions["next", "reward"].squeeze(-1).numpy() > 0, expected
+    )
     assert task.info["max_episode_steps"] == 1000
 
 
@@ -146,7 +158,11 @@ def test_replay_error_is_small(root):
 def test_eval_cells_rules():
     ev = [[1, 1, 1, 1, 1], [1, 0, 0, "r", 1], [1, 0, 1, 1, 1], [1, 0, 0, "g", 1], [1] * 5]
     data = [[1, 1, 1, 1, 1], [1, "g", 0, 0, 1], [1, 1, 1, 0, 1], [1, "r", 0, 0, 1], [1] * 5]
-    assert antmaze_eval_cells(data, ev) == {"start_cell": (3, 1), "goal_cell": (1, 1), "turn": "rot180"}
+    assert antmaze_eval_cells(data, ev) == {
+        "start_cell": (3, 1),
+        "goal_cell": (1, 1),
+        "turn": "rot180",
+    }
     same = [[1, 1, 1, 1, 1], [1, "r", 0, 0, 1], [1, 1, 1, 0, 1], [1, "g", 0, 0, 1], [1] * 5]
     assert antmaze_eval_cells(U, same)["goal_cell"] == (3, 1)
     with pytest.raises(ValueError, match="own goal cell"):
@@ -162,7 +178,9 @@ def test_checks_before_heavy_work(root, tmp_path):
     info = check_minari_task(UMAZE, root)
     assert (info["observation_dim"], info["action_dim"]) == (29, 8)
     assert check_minari_task("mujoco/hopper/medium-v0", root)["observation_dim"] == 11
-    with pytest.raises(FileNotFoundError, match="minari download D4RL/antmaze/large-play-v1.*data.root"):
+    with pytest.raises(
+        FileNotFoundError, match="minari download D4RL/antmaze/large-play-v1.*data.root"
+    ):
         check_minari_task("D4RL/antmaze/large-play-v1", root)
     bad = tmp_path / "mujoco/hopper/medium-v0"
     shutil.copytree(root / "mujoco/hopper/medium-v0", bad)
@@ -185,8 +203,12 @@ def test_mujoco_task_scores_with_dataset_references(root):
     raw = read_minari(dataset_id, root)
     assert torch.equal(task.transitions["next", "terminated"], raw["next", "terminated"])
     assert raw["next", "terminated"].any()
-    out = evaluate(make_random_actor(3, seed=0), task.env_factory, episodes=3,
-                   reference_scores=task.reference_scores)
+    out = evaluate(
+        make_random_actor(3, seed=0),
+        task.env_factory,
+        episodes=3,
+        reference_scores=task.reference_scores,
+    )
     low, high = task.reference_scores
     assert out["normalized_score"] == pytest.approx(100 * (out["mean_return"] - low) / (high - low))
     assert task.normalized_score(high) == pytest.approx(100.0)
@@ -194,6 +216,12 @@ def test_mujoco_task_scores_with_dataset_references(root):
 
 def test_antmaze_eval_env_runs_in_evaluate(root):
     task = make_minari_task(UMAZE, root)
-    out = evaluate(make_random_actor(8, seed=0), task.env_factory, episodes=2, num_envs=2,
-                   max_steps=20, reference_scores=task.reference_scores)
+    out = evaluate(
+        make_random_actor(8, seed=0),
+        task.env_factory,
+        episodes=2,
+        num_envs=2,
+        max_steps=20,
+        reference_scores=task.reference_scores,
+    )
     assert out["lengths"].tolist() == [20, 20] and out["normalized_score"] == 0.0

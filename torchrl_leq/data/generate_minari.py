@@ -111,13 +111,15 @@ def _antmaze_envs(dataset_id: str) -> tuple[gym.Env, gym.envs.registration.EnvSp
         warnings.filterwarnings("ignore", message=".*out of date.*")
         env = gym.make(env_id, **kwargs)
     eval_spec = dataclasses.replace(
-        env.spec, kwargs={**env.spec.kwargs, "maze_map": _eval_map(maze, env.spec.kwargs["maze_map"])}
+        env.spec,
+        kwargs={**env.spec.kwargs, "maze_map": _eval_map(maze, env.spec.kwargs["maze_map"])},
     )
     return env, eval_spec, maze
 
 
-def _collect_antmaze(env: gym.Env, maze: str, steps: int, seed: int, episode_steps: int,
-                     goal_every: int):
+def _collect_antmaze(
+    env: gym.Env, maze: str, steps: int, seed: int, episode_steps: int, goal_every: int
+):
     from minari.data_collector import EpisodeBuffer
 
     rng = np.random.default_rng(seed)
@@ -132,8 +134,12 @@ def _collect_antmaze(env: gym.Env, maze: str, steps: int, seed: int, episode_ste
         obs, info = env.reset(seed=seed + k, options=options)
         keys = ("achieved_goal", "observation", "desired_goal")
         o = {key: [obs[key]] for key in keys}
-        infos = {"success": [info["success"]], "qpos": [ant.data.qpos.copy()],
-                 "qvel": [ant.data.qvel.copy()], "goal": [obs["desired_goal"]]}
+        infos = {
+            "success": [info["success"]],
+            "qpos": [ant.data.qpos.copy()],
+            "qvel": [ant.data.qvel.copy()],
+            "goal": [obs["desired_goal"]],
+        }
         actions, rewards = [], []
         for _ in range(min(episode_steps, steps - done)):
             action = rng.uniform(-1.0, 1.0, 8).astype(np.float32)
@@ -214,14 +220,13 @@ def generate_minari_dataset(
     Written atomically; an existing dataset is kept unless ``overwrite``.
 
     Example:
-        >>> path = generate_minari_dataset("mujoco/hopper/medium-v0", "/tmp/m", 500)  # doctest: +SKIP
+        >>> generate_minari_dataset("mujoco/hopper/medium-v0", "/tmp/m", 500)  # doctest: +SKIP
     """
     import minari
 
     if dataset_id not in ANTMAZE_STANDINS and dataset_id not in MUJOCO_STANDINS:
-        raise ValueError(
-            f"No stand-in for {dataset_id!r}; known: {sorted(ANTMAZE_STANDINS) + sorted(MUJOCO_STANDINS)}"
-        )
+        known = sorted(ANTMAZE_STANDINS) + sorted(MUJOCO_STANDINS)
+        raise ValueError(f"No stand-in for {dataset_id!r}; known: {known}")
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}.")
     root = Path(root).expanduser()
@@ -242,8 +247,10 @@ def generate_minari_dataset(
         limit = episode_steps or env.spec.max_episode_steps
         buffers = _collect_mujoco(env, steps, seed, limit)
         returns = [float(np.sum(b.rewards)) for b in buffers]
-        refs = {"ref_min_score": float(np.mean(returns)),
-                "ref_max_score": _D4RL_EXPERT_RETURN[name]}
+        refs = {
+            "ref_min_score": float(np.mean(returns)),
+            "ref_max_score": _D4RL_EXPERT_RETURN[name],
+        }
         what = env.spec.id
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-standin-", dir=root))
@@ -285,8 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     path = generate_minari_dataset(
-        args.dataset_id, args.root, args.steps, args.seed, episode_steps=args.episode_steps,
-        goal_every=args.goal_every, overwrite=args.overwrite,
+        args.dataset_id,
+        args.root,
+        args.steps,
+        args.seed,
+        episode_steps=args.episode_steps,
+        goal_every=args.goal_every,
+        overwrite=args.overwrite,
     )
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     print(f"{path}\n  size: {size / 2**20:.1f} MiB\n  time: {time.perf_counter() - t0:.1f} s")

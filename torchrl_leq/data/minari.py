@@ -105,7 +105,7 @@ def require_minari_dataset(dataset_id: str, root: str | os.PathLike | None = Non
         >>> require_minari_dataset("D4RL/antmaze/umaze-v1", root="/nonexistent")
         Traceback (most recent call last):
         ...
-        FileNotFoundError: Minari dataset 'D4RL/antmaze/umaze-v1' not found in '/nonexistent/D4RL/antmaze/umaze-v1/data': run `minari download D4RL/antmaze/umaze-v1` (needs internet; MINARI_DATASETS_PATH=<root> to download into <root>) or point data.root at the directory holding it (searched root '/nonexistent').
+        FileNotFoundError: Minari dataset 'D4RL/antmaze/umaze-v1' not found ... data.root ...
     """
     data_path = minari_dataset_path(dataset_id, root) / "data"
     if not data_path.is_dir():

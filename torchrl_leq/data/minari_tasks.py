@@ -21,8 +21,8 @@ task, ``reset_target=False``):
 - world-model termination: within ``termination_radius`` (default the reward radius) of the
   goal, in the data's frame;
 - evaluation: the collection env id and kwargs, ``continuing_task=False``, the time limit of the
-  spec (700 / 1000), fixed start cell and goal (:class:`~torchrl_leq.envs.antmaze.AntMazeEnvFactory`),
-  D4RL reference returns 0 / 1.
+  spec (700 / 1000), fixed start cell and goal
+  (:class:`~torchrl_leq.envs.antmaze.AntMazeEnvFactory`), D4RL reference returns 0 / 1.
 
 **MuJoCo** (``mujoco/{hopper,walker2d,halfcheetah}/*-v0``, gymnasium ``*-v5``): flat
 observations, the dataset's own terminations; evaluation in ``eval_env_spec`` (else
@@ -30,7 +30,7 @@ observations, the dataset's own terminations; evaluation in ``eval_env_spec`` (e
 transform ``"locomotion"`` (``"none"`` for ``*-random``, as the released code).
 
 Example:
-    >>> task = make_minari_task("D4RL/antmaze/umaze-v1", root="~/.minari/datasets")  # doctest: +SKIP
+    >>> task = make_minari_task("D4RL/antmaze/umaze-v1", root="/data/minari")  # doctest: +SKIP
     >>> task.transitions["observation"].shape[-1], task.goal_xy  # doctest: +SKIP
     (29, (-4.0, 4.0))
 """
@@ -51,7 +51,7 @@ from tensordict import TensorDict
 
 from torchrl_leq.data.minari import _read_episodes, read_minari, read_minari_metadata
 from torchrl_leq.data.scores import reference_scores
-from torchrl_leq.envs.antmaze import AntMazeEnvFactory, maze_cell_xy
+from torchrl_leq.envs.antmaze import MAZE_SIZE_SCALING, AntMazeEnvFactory, maze_cell_xy
 from torchrl_leq.envs.termination import TerminationFn, get_termination_fn, goal_termination
 
 __all__ = [
@@ -89,7 +89,9 @@ class GymEnvFactory:
     kwargs: Any = None
 
     def __call__(self) -> gym.Env:
-        return gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **(self.kwargs or {}))
+        return gym.make(
+            self.env_id, max_episode_steps=self.max_episode_steps, **(self.kwargs or {})
+        )
 
 
 @dataclass
@@ -236,15 +238,18 @@ def relabel_goal_rewards(
     return out
 
 
-def _antmaze_setup(dataset_id: str, meta: dict, spec, eval_spec, termination_radius):
+def _antmaze_setup(dataset_id: str, spec, eval_spec, termination_radius):
     data_map = spec.kwargs.get("maze_map")
     if data_map is None:
         raise ValueError(f"{dataset_id!r}: env_spec.kwargs has no maze_map.")
     cells = antmaze_eval_cells(data_map, eval_spec.kwargs.get("maze_map") if eval_spec else None)
     goal_xy = maze_cell_xy(data_map, cells["goal_cell"])
     walls = [[1 if c == 1 else 0 for c in row] for row in data_map]
-    extra = {k: v for k, v in spec.kwargs.items()
-             if k not in ("maze_map", "continuing_task", "reset_target")}
+    extra = {
+        k: v
+        for k, v in spec.kwargs.items()
+        if k not in ("maze_map", "continuing_task", "reset_target")
+    }
     factory = AntMazeEnvFactory(
         spec.id, walls, cells["start_cell"], goal_xy, int(spec.max_episode_steps or 1000), extra
     )
@@ -262,7 +267,7 @@ def _antmaze_setup(dataset_id: str, meta: dict, spec, eval_spec, termination_rad
     }
 
 
-def _mujoco_setup(dataset_id: str, meta: dict, spec, eval_spec, family: str):
+def _mujoco_setup(dataset_id: str, meta: dict, spec, eval_spec):
     use = eval_spec or spec
     factory = GymEnvFactory(use.id, use.max_episode_steps, dict(use.kwargs or {}))
     if meta.get("ref_min_score") is None or meta.get("ref_max_score") is None:
@@ -281,9 +286,9 @@ def _setup(dataset_id: str, root, termination_radius=None):
     spec, eval_spec = _spec(meta, "env_spec"), _spec(meta, "eval_env_spec")
     family = _family(dataset_id, spec)
     if family == "antmaze":
-        factory, info = _antmaze_setup(dataset_id, meta, spec, eval_spec, termination_radius)
+        factory, info = _antmaze_setup(dataset_id, spec, eval_spec, termination_radius)
     else:
-        factory, info = _mujoco_setup(dataset_id, meta, spec, eval_spec, family)
+        factory, info = _mujoco_setup(dataset_id, meta, spec, eval_spec)
     return meta, family, factory, info
 
 
@@ -306,7 +311,7 @@ def check_minari_task(dataset_id: str, root: str | os.PathLike | None = None) ->
         >>> check_minari_task("mujoco/hopper/medium-v0", root="/nonexistent")
         Traceback (most recent call last):
         ...
-        FileNotFoundError: Minari dataset 'mujoco/hopper/medium-v0' not found in '/nonexistent/mujoco/hopper/medium-v0/data': run `minari download mujoco/hopper/medium-v0` (needs internet; MINARI_DATASETS_PATH=<root> to download into <root>) or point data.root at the directory holding it (searched root '/nonexistent').
+        FileNotFoundError: Minari dataset 'mujoco/hopper/medium-v0' not found ... data.root ...
     """
     meta, family, factory, info = _setup(dataset_id, root)
     keys = ANTMAZE_OBSERVATION_KEYS if family == "antmaze" else None
@@ -337,17 +342,24 @@ def make_minari_task(
     """Load ``dataset_id`` from the Minari ``root`` as a :class:`MinariTask` (module docstring).
 
     Example:
-        >>> task = make_minari_task("mujoco/hopper/medium-v0", root="/data/minari")  # doctest: +SKIP
-        >>> from torchrl_leq.training.evaluation import evaluate  # doctest: +SKIP
-        >>> evaluate(actor, task.env_factory, 10, reference_scores=task.reference_scores)  # doctest: +SKIP
+        >>> from torchrl_leq.training.evaluation import evaluate
+        >>> task = make_minari_task("mujoco/hopper/medium-v0", "/data")  # doctest: +SKIP
+        >>> refs = task.reference_scores  # doctest: +SKIP
+        >>> evaluate(actor, task.env_factory, 10, reference_scores=refs)  # doctest: +SKIP
     """
     meta, family, factory, info = _setup(dataset_id, root, termination_radius)
     if family != "antmaze":
         td = read_minari(dataset_id, root, observation_keys=observation_keys)
         kind = "none" if dataset_id.rsplit("/", 1)[-1].startswith("random") else "locomotion"
         return MinariTask(
-            dataset_id, family, td, get_termination_fn(family), factory, kind,
-            info["reference_scores"], info,
+            dataset_id,
+            family,
+            td,
+            get_termination_fn(family),
+            factory,
+            kind,
+            info["reference_scores"],
+            info,
         )
 
     keys = tuple(observation_keys or ANTMAZE_OBSERVATION_KEYS)
@@ -377,17 +389,24 @@ def make_minari_task(
             f"but the evaluation goal was carried to {info['goal_cell']}."
         )
     info["raw_reward_mismatch"] = mismatch
-    td = relabel_goal_rewards(td, info["goal_xy"], ANTMAZE_REWARD_RADIUS,
-                              terminate=terminate_on_goal)
+    td = relabel_goal_rewards(
+        td, info["goal_xy"], ANTMAZE_REWARD_RADIUS, terminate=terminate_on_goal
+    )
     termination = goal_termination(info["goal_xy"], info["termination_radius"])
     return MinariTask(
-        dataset_id, "antmaze", td, termination, factory, "maze",
-        reference_scores(info["score_task"]), info,
+        dataset_id,
+        "antmaze",
+        td,
+        termination,
+        factory,
+        "maze",
+        reference_scores(info["score_task"]),
+        info,
     )
 
 
 def _goal_cells(goals: torch.Tensor, maze_map: Sequence[Sequence[Any]]) -> list[tuple[int, int]]:
-    n_rows, n_cols, s = len(maze_map), len(maze_map[0]), 4.0
+    n_rows, n_cols, s = len(maze_map), len(maze_map[0]), MAZE_SIZE_SCALING
     rows = torch.floor((n_rows * s / 2 - goals[:, 1]) / s).long()
     cols = torch.floor((goals[:, 0] + n_cols * s / 2) / s).long()
     return sorted({(int(r), int(c)) for r, c in zip(rows.tolist(), cols.tolist())})
@@ -431,8 +450,11 @@ def replay_error(
     errors, skipped = [], 0
     for episode in _read_episodes(dataset_id, root)[:episodes]:
         obs = episode.observations
-        flat = (np.concatenate([obs[k] for k in ANTMAZE_OBSERVATION_KEYS], -1)
-                if family == "antmaze" else np.asarray(obs))
+        flat = (
+            np.concatenate([obs[k] for k in ANTMAZE_OBSERVATION_KEYS], -1)
+            if family == "antmaze"
+            else np.asarray(obs)
+        )
         infos = episode.infos or {}
         for t in range(min(len(episode.actions), max_steps)):
             if "qpos" in infos and "qvel" in infos:

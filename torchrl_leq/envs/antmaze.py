@@ -137,7 +137,10 @@ def maze_cell_xy(
     """
     n_rows, n_cols = len(maze_map), len(maze_map[0])
     row, col = int(cell[0]), int(cell[1])
-    return ((col + 0.5) * scaling - n_cols * scaling / 2.0, n_rows * scaling / 2.0 - (row + 0.5) * scaling)
+    return (
+        (col + 0.5) * scaling - n_cols * scaling / 2.0,
+        n_rows * scaling / 2.0 - (row + 0.5) * scaling,
+    )
 
 
 class AntMazeFixedTask(gym.Wrapper):
