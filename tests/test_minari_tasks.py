@@ -225,3 +225,21 @@ def test_antmaze_eval_env_runs_in_evaluate(root):
         reference_scores=task.reference_scores,
     )
     assert out["lengths"].tolist() == [20, 20] and out["normalized_score"] == 0.0
+
+
+def test_standin_format_matches_hosted_datasets(root, tmp_path):
+    meta = read_minari_metadata(UMAZE, root)
+    spec, eval_spec = json.loads(meta["env_spec"]), json.loads(meta["eval_env_spec"])
+    assert spec["id"] == "AntMaze_UMaze-v4" and spec["max_episode_steps"] == 700
+    assert spec["kwargs"]["continuing_task"] is True and spec["kwargs"]["reset_target"] is False
+    assert eval_spec["kwargs"]["maze_map"][3][3] == "g"  # the recorded, turned evaluation map
+    eps = _episodes(root, UMAZE)
+    for ep in eps:
+        t = len(ep.actions)
+        assert ep.infos["qpos"].shape == (t + 1, 15) and ep.infos["qvel"].shape == (t + 1, 14)
+        assert not ep.terminations.any() and ep.truncations[-1] and not ep.truncations[:-1].any()
+        assert (ep.observations["desired_goal"] == ep.observations["desired_goal"][0]).all()
+    again = generate_minari_dataset(UMAZE, tmp_path, steps=3000, episode_steps=300)
+    first = _episodes(root, UMAZE)[0].observations["observation"]
+    np.testing.assert_array_equal(_episodes(tmp_path, UMAZE)[0].observations["observation"], first)
+    assert again == tmp_path / UMAZE

@@ -15,7 +15,14 @@ given in the frame of the data: :func:`make_goal_termination` takes the goal exp
 ``antmaze-*`` task names of :func:`~torchrl_leq.envs.termination.get_termination_fn` use the
 D4RL goal centres. See ``docs/antmaze.md``.
 
-The env factory is registered with gymnasium as :data:`ANTMAZE_LAYOUT_ENV_ID`. Name it as
+**Minari data** (``D4RL/antmaze/*-v1``) are evaluated with :class:`AntMazeEnvFactory` (the
+collection env, the dataset's own start and goal, see
+:func:`torchrl_leq.data.minari_tasks.make_minari_task`), never with
+:func:`make_antmaze_eval_env`: that env puts D4RL's umaze cells on gymnasium-robotics' map, so
+its umaze goal (−4, −4) is the Minari umaze data's *start*. It serves the smoke runs, whose data
+are generated in it.
+
+The smoke env factory is registered with gymnasium as :data:`ANTMAZE_LAYOUT_ENV_ID`. Name it as
 ``"torchrl_leq.envs.antmaze:torchrl_leq/AntMazeD4RLLayout-v0"`` (gymnasium imports the module
 first) so that a config's ``eval.env_id`` works in any process.
 
