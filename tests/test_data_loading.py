@@ -9,6 +9,7 @@ from data_helpers import write_d4rl_file, write_minari_dataset
 from torchrl.data import TensorDictReplayBuffer
 
 from torchrl_leq.data import load_d4rl_hdf5, load_minari, read_d4rl_hdf5, read_minari
+from torchrl_leq.data.d4rl import world_model_rows, world_model_transitions
 
 # 7 steps: episode A = rows 0-2 ends by timeout, episode B = rows 3-4 ends by terminal,
 # episode C = rows 5-6 runs to the end of the file (no flag).
@@ -60,6 +61,21 @@ def test_d4rl_without_next_observations_reconstructs_and_drops(tmp_path):
     assert td["next", "terminated"].flatten().tolist() == [0, 0, 0, 1, 0]
     assert not td["next", "truncated"].any()
     assert td["episode"].tolist() == [0, 0, 1, 1, 2]
+
+
+def test_d4rl_terminal_rows_without_next_state_reach_critic_not_world_model(tmp_path):
+    path = write_d4rl_file(tmp_path / "d.hdf5", _d4rl())
+    critic_rows = load_d4rl_hdf5(path, batch_size=4)[:]
+    assert critic_rows["next", "terminated"].flatten().tolist() == [0, 0, 0, 1, 0]
+    torch.testing.assert_close(critic_rows["observation"][3], torch.from_numpy(OBS[4]))
+    td = read_d4rl_hdf5(path)
+    assert world_model_rows(td).tolist() == [True, True, True, False, True]
+    model_rows = world_model_transitions(td)
+    assert len(model_rows) == 4 and not model_rows["next", "terminated"].any()
+    assert not any(torch.equal(o, torch.from_numpy(OBS[4])) for o in model_rows["observation"])
+    # with recorded next states every row is a true transition: the world model keeps all
+    full = read_d4rl_hdf5(write_d4rl_file(tmp_path / "n.hdf5", _d4rl(next_observations=NEXT_OBS)))
+    assert world_model_rows(full).all() and len(world_model_transitions(full)) == 7
 
 
 def test_d4rl_replay_buffer(tmp_path):
@@ -144,6 +160,12 @@ def test_minari_dict_observations(tmp_path):
     torch.testing.assert_close(flat["next", "observation"], torch.from_numpy(expected[1:]))
     with pytest.raises(KeyError, match="achieved_goal"):
         read_minari("test/dict-obs-v0", root=tmp_path, observation_key="achieved_goal")
+    ordered = read_minari(
+        "test/dict-obs-v0", root=tmp_path, observation_keys=("observation", "desired_goal")
+    )
+    expected = np.concatenate([ep["observations"]["observation"], goal], axis=-1)
+    torch.testing.assert_close(ordered["observation"], torch.from_numpy(expected[:-1]))
+    torch.testing.assert_close(ordered["next", "observation"], torch.from_numpy(expected[1:]))
 
 
 def test_minari_unknown_dataset_says_where(tmp_path):

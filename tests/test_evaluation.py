@@ -75,3 +75,30 @@ def test_env_factory_and_score_task():
         task="pointmaze-umaze",
     )
     assert out["normalized_score"] == pytest.approx(100.0)
+
+
+def test_reference_scores_given_directly():
+    out = evaluate(
+        _zero_actor(),
+        _CountingEnv,
+        episodes=3,
+        num_envs=3,
+        max_steps=50,
+        reference_scores=(1.0, 5.0),
+    )
+    mean = float(np.mean(out["returns"].numpy()))  # returns 2, 3, 4
+    assert out["normalized_score"] == pytest.approx(100 * (mean - 1.0) / 4.0) == 50.0
+    with pytest.raises(ValueError, match="R_expert > R_random"):
+        evaluate(_zero_actor(), _CountingEnv, episodes=1, max_steps=5, reference_scores=(1, 1))
+
+
+def test_ultra_maze_task_gets_a_score_not_none():
+    out = evaluate(
+        _zero_actor(),
+        _CountingEnv,
+        episodes=2,
+        num_envs=2,
+        max_steps=50,
+        task="antmaze-ultra-diverse-v0",
+    )
+    assert out["normalized_score"] == pytest.approx(100 * float(out["returns"].mean()))

@@ -43,8 +43,25 @@ def test_walker2d():
     assert term("walker2d-medium-v2", cases) == [False, True, True, True, True]
 
 
-def test_halfcheetah_never():
-    assert term("halfcheetah", [[0.0] * 3, [-1e6, 1e6, float("nan")]]) == [False, False]
+def test_walker2d_state_bounds():
+    cases = [[1.2, 0.0, 99.0], [1.2, 0.0, 100.0], [1.2, 0.0, -100.0], [1.2, 0.0, float("nan")]]
+    assert term("walker2d", cases) == [False, True, True, True]
+    mbpo = get_termination_fn("walker2d", state_bounds=False)
+    out = mbpo(None, None, torch.tensor(cases)).squeeze(-1).tolist()
+    assert out == [False, False, False, False]
+
+
+def test_halfcheetah_state_bounds():
+    cases = [
+        [0.0] * 3,
+        [0.0, 99.9, -99.9],
+        [0.0, 100.0, 0.0],
+        [-150.0, 0.0, 0.0],
+        [0.0, float("nan"), 0.0],
+    ]
+    assert term("halfcheetah", cases) == [False, False, True, True, True]
+    never = get_termination_fn("halfcheetah-medium-v2", state_bounds=False)
+    assert not never(None, None, torch.tensor(cases)).any()
 
 
 @pytest.mark.parametrize("maze", list(ANTMAZE_GOALS))

@@ -8,10 +8,12 @@ bootstrapping depends on the difference.
 Next observations: ``next_observations`` when the file has them; otherwise ``observations[i+1]``
 inside an episode. The last transition of an episode that ends by timeout (or by the end of the
 file) has no recorded next state and is dropped, never zero-filled. A terminal transition
-without ``next_observations`` keeps its reward and termination flag (they matter for the critic);
-its ``("next", "observation")`` is a copy of its own observation, which bootstrapping ignores
-(terminated) — world-model trainers that regress next states should skip transitions where
-``("next", "terminated")`` is set for such files.
+without ``next_observations`` keeps its reward and termination flag (they matter for the critic,
+which does not bootstrap there); its ``("next", "observation")`` is a copy of its own
+observation, a placeholder. Such rows get ``"model_trainable" = False``: the world model must
+not regress them (it would learn "Δs = 0, reward 0" at the goal); :func:`world_model_rows` /
+:func:`world_model_transitions` give the rows it may train on. The released pipeline
+(OfflineRL-Kit's ``qlearning_dataset``) drops them from its model data likewise.
 
 Users with ``d4rl`` installed can still use TorchRL's own
 ``torchrl.data.datasets.D4RLExperienceReplay`` (``from_env=True``); note that it zeroes
@@ -37,7 +39,13 @@ from torchrl.data.replay_buffers.samplers import Sampler
 
 from torchrl_leq.data.buffers import make_replay_buffer, make_transitions
 
-__all__ = ["read_d4rl_hdf5", "load_d4rl_hdf5", "REQUIRED_D4RL_KEYS"]
+__all__ = [
+    "read_d4rl_hdf5",
+    "load_d4rl_hdf5",
+    "world_model_rows",
+    "world_model_transitions",
+    "REQUIRED_D4RL_KEYS",
+]
 
 REQUIRED_D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
 _HOW_TO_GET = (
@@ -95,11 +103,13 @@ def read_d4rl_hdf5(path: str | os.PathLike) -> TensorDict:
     if "next_observations" in data:
         next_obs = np.asarray(data["next_observations"])
         keep = np.ones(n, dtype=bool)
+        trainable = np.ones(n, dtype=bool)
     else:
         next_obs = np.empty_like(obs)
         next_obs[:-1] = obs[1:]
-        next_obs[terminals] = obs[terminals]
+        next_obs[terminals] = obs[terminals]  # placeholder: no true next state recorded
         keep = ~truncated  # no recorded next state after a timeout / end of file
+        trainable = ~terminals
 
     td = make_transitions(
         obs[keep],
@@ -112,7 +122,36 @@ def read_d4rl_hdf5(path: str | os.PathLike) -> TensorDict:
     )
     if td.shape[0] == 0:
         raise ValueError(f"{str(path)!r}: no transition has a next observation.")
+    td.set("model_trainable", torch.as_tensor(trainable[keep]))
     return td
+
+
+def world_model_rows(td: TensorDict) -> torch.Tensor:
+    """Bool mask ``[N]`` of the transitions a world model may regress: ``"model_trainable"``
+    when present (False on terminal rows of D4RL files without ``next_observations``), else
+    all True.
+
+    Example:
+        >>> td = TensorDict({"model_trainable": torch.tensor([True, False])}, [2])
+        >>> world_model_rows(td).tolist()
+        [True, False]
+    """
+    if "model_trainable" in td.keys():
+        return td["model_trainable"].reshape(td.shape[0]).bool()
+    return torch.ones(td.shape[0], dtype=torch.bool)
+
+
+def world_model_transitions(td: TensorDict) -> TensorDict:
+    """The rows of ``td`` selected by :func:`world_model_rows` (the world model's training set;
+    the critic keeps all rows).
+
+    Example:
+        >>> td = TensorDict({"model_trainable": torch.tensor([True, False, True])}, [3])
+        >>> world_model_transitions(td).shape
+        torch.Size([2])
+    """
+    mask = world_model_rows(td)
+    return td if bool(mask.all()) else td[mask]
 
 
 def load_d4rl_hdf5(

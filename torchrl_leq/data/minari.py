@@ -3,8 +3,14 @@
 TorchRL 0.14.1's ``MinariExperienceReplay`` returns all-zero tensors (it calls
 ``memmap_like`` on the filled TensorDict), so we read episodes with the Minari API instead.
 Minari stores ``T + 1`` observations per ``T``-step episode, so every transition has its
-recorded next observation. Dict observations are reduced to one array by ``observation_key``
-(e.g. ``"observation"``) or, when it is ``None``, by concatenating all leaves in sorted key order.
+recorded next observation. Dict observations are reduced to one array by ``observation_keys``
+(an ordered list of entries, concatenated in that order: AntMaze's D4RL layout is
+``("achieved_goal", "observation")``), by ``observation_key`` (one entry) or, when both are
+``None``, by concatenating all leaves in sorted key order.
+
+:func:`read_minari_metadata` reads ``data/metadata.json`` (env specs, reference scores) without
+touching the episodes, and :func:`require_minari_dataset` is the one-line "dataset missing"
+check to run before any heavy work.
 
 Example:
     >>> rb = load_minari("D4RL/pointmaze/umaze-v2", observation_key="observation")  # doctest: +SKIP
@@ -14,8 +20,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,15 @@ from torchrl.data.replay_buffers.samplers import Sampler
 
 from torchrl_leq.data.buffers import make_replay_buffer, make_transitions
 
-__all__ = ["minari_root", "minari_dataset_path", "read_minari", "load_minari", "minari_root_env"]
+__all__ = [
+    "minari_root",
+    "minari_dataset_path",
+    "require_minari_dataset",
+    "read_minari_metadata",
+    "read_minari",
+    "load_minari",
+    "minari_root_env",
+]
 
 
 def minari_root(root: str | os.PathLike | None = None) -> Path:
@@ -72,28 +87,61 @@ def _flatten_obs(obs: Any, key: str | None) -> np.ndarray:
     return obs.reshape(obs.shape[0], -1)
 
 
-def read_minari(
-    dataset_id: str,
-    root: str | os.PathLike | None = None,
-    observation_key: str | None = None,
-) -> TensorDict:
-    """Read every episode of a local Minari dataset into a transition TensorDict.
+def _select_obs(obs: Any, keys: Sequence[str] | None, key: str | None) -> np.ndarray:
+    if keys is None:
+        return _flatten_obs(obs, key)
+    if not isinstance(obs, Mapping):
+        raise ValueError(
+            f"observation_keys={list(keys)} needs dict observations; this dataset stores "
+            f"{type(obs).__name__} observations (drop observation_keys)."
+        )
+    return np.concatenate([_flatten_obs(obs, k) for k in keys], axis=-1)
+
+
+def require_minari_dataset(dataset_id: str, root: str | os.PathLike | None = None) -> Path:
+    """The dataset's ``data/`` directory, or a one-line ``FileNotFoundError`` saying how to get it.
 
     Example:
-        >>> td = read_minari("torchrl_leq/pointmaze-umaze/diverse-s0-n10000-v0",
-        ...                  root="~/.cache/torchrl_leq/minari")  # doctest: +SKIP
+        >>> require_minari_dataset("D4RL/antmaze/umaze-v1", root="/nonexistent")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Minari dataset 'D4RL/antmaze/umaze-v1' not found ... data.root ...
     """
-    from minari import MinariDataset
-
-    path = minari_dataset_path(dataset_id, root)
-    data_path = path / "data"
+    data_path = minari_dataset_path(dataset_id, root) / "data"
     if not data_path.is_dir():
         raise FileNotFoundError(
-            f"Minari dataset {dataset_id!r} not found: looked in {str(data_path)!r} "
-            f"(root {str(minari_root(root))!r}). Download it with `minari download {dataset_id}` "
-            "(needs internet), pass root=..., or generate a local maze dataset with "
-            "`python -m torchrl_leq.data.generate pointmaze-umaze`."
+            f"Minari dataset {dataset_id!r} not found in {str(data_path)!r}: run "
+            f"`minari download {dataset_id}` (needs internet; MINARI_DATASETS_PATH=<root> to "
+            "download into <root>) or point data.root at the directory holding it (searched "
+            f"root {str(minari_root(root))!r})."
         )
+    return data_path
+
+
+def read_minari_metadata(dataset_id: str, root: str | os.PathLike | None = None) -> dict:
+    """The dataset's ``data/metadata.json`` as a dict (``env_spec`` / ``eval_env_spec`` are JSON
+    strings, as Minari stores them; ``ref_min_score`` / ``ref_max_score`` when recorded).
+
+    Example:
+        >>> meta = read_minari_metadata("mujoco/hopper/medium-v0")  # doctest: +SKIP
+        >>> meta["ref_min_score"], meta["ref_max_score"]  # doctest: +SKIP
+    """
+    path = require_minari_dataset(dataset_id, root) / "metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(path)!r} is missing: {dataset_id!r} is not a complete Minari dataset "
+            f"(re-download it with `minari download {dataset_id}`)."
+        )
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise OSError(f"Cannot parse {str(path)!r} as JSON (corrupt?): {err}") from err
+
+
+def _read_episodes(dataset_id: str, root: str | os.PathLike | None) -> list:
+    from minari import MinariDataset
+
+    data_path = require_minari_dataset(dataset_id, root)
     try:
         dataset = MinariDataset(str(data_path))
         episodes = list(dataset.iterate_episodes())
@@ -103,10 +151,34 @@ def read_minari(
         ) from err
     if not episodes:
         raise ValueError(f"Minari dataset {dataset_id!r} at {str(data_path)!r} has no episodes.")
+    return episodes
 
+
+def read_minari(
+    dataset_id: str,
+    root: str | os.PathLike | None = None,
+    observation_key: str | None = None,
+    *,
+    observation_keys: Sequence[str] | None = None,
+) -> TensorDict:
+    """Read every episode of a local Minari dataset into a transition TensorDict.
+
+    ``observation_keys`` (ordered) takes precedence over ``observation_key``.
+
+    Example:
+        >>> td = read_minari("D4RL/antmaze/umaze-v1",
+        ...                  observation_keys=("achieved_goal", "observation"))  # doctest: +SKIP
+        >>> td["observation"].shape[-1]  # doctest: +SKIP
+        29
+    """
+    if observation_keys is not None:
+        observation_keys = [str(k) for k in observation_keys]
+        if not observation_keys:
+            raise ValueError("observation_keys must name at least one observation entry.")
+    episodes = _read_episodes(dataset_id, root)
     obs, next_obs, act, rew, term, trunc, ep = [], [], [], [], [], [], []
     for i, episode in enumerate(episodes):
-        o = _flatten_obs(episode.observations, observation_key)
+        o = _select_obs(episode.observations, observation_keys, observation_key)
         t = len(episode.rewards)
         obs.append(o[:t])
         next_obs.append(o[1 : t + 1])

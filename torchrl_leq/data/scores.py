@@ -3,7 +3,11 @@
 Reference returns:
 
 - D4RL AntMaze (``REF_MIN_SCORE`` 0, ``REF_MAX_SCORE`` 1 in D4RL's ``infos``): umaze,
-  umaze-diverse, medium-play/-diverse, large-play/-diverse.
+  umaze-diverse, medium-play/-diverse, large-play/-diverse; the same 0 / 1 (success rate) for
+  Jiang et al.'s ultra maze (``antmaze-ultra``, ``-ultra-play``, ``-ultra-diverse``), which D4RL
+  does not ship, so that its evaluation reports a score instead of ``None``.
+- Minari datasets carry their own ``ref_min_score`` / ``ref_max_score``: see
+  :class:`~torchrl_leq.data.minari_tasks.MinariTask`.
 - D4RL MuJoCo locomotion (halfcheetah / hopper / walker2d; random, medium, medium-replay,
   medium-expert, expert): D4RL's per-environment reference returns.
 - Our generated point-maze tasks: the sparse-reward return (= success rate) of a uniform random
@@ -15,6 +19,8 @@ Task names may carry a version suffix (``"hopper-medium-v2"`` == ``"hopper-mediu
 Example:
     >>> normalized_score("antmaze-umaze-v2", 0.5)
     50.0
+    >>> normalized_score("antmaze-ultra-diverse-v0", 0.25)
+    25.0
     >>> normalized_score("hopper-medium", [-20.272305, 3234.3]).round().tolist()
     [0.0, 100.0]
 """
@@ -30,6 +36,9 @@ import torch
 __all__ = ["REFERENCE_SCORES", "POINTMAZE_REFERENCE_SCORES", "reference_scores", "normalized_score"]
 
 _ANTMAZE = (
+    "ultra",
+    "ultra-play",
+    "ultra-diverse",
     "umaze",
     "umaze-diverse",
     "medium-play",

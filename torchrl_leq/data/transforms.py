@@ -2,7 +2,8 @@
 
 - AntMaze / maze tasks: ``r - 1`` (:func:`shift_rewards`).
 - Locomotion: ``r * 1000 / (max_episode_return - min_episode_return)`` with the returns of the
-  dataset's episodes (:func:`scale_rewards_by_return_range`).
+  dataset's episodes (:func:`scale_rewards_by_return_range`), except ``*-random`` datasets,
+  whose rewards the released code keeps raw (:func:`released_reward_kind`).
 
 Episodes are identified by the ``"episode"`` key our loaders write (else by ``("next", "done")``).
 :class:`RewardAffine` is the same map as a TorchRL ``Transform`` (out of place: ``buffer[:]`` may
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import torch
@@ -24,6 +26,7 @@ from torchrl.envs.transforms import Transform
 
 __all__ = [
     "RewardKind",
+    "released_reward_kind",
     "episode_ids",
     "episode_returns",
     "shift_rewards",
@@ -36,6 +39,28 @@ __all__ = [
 
 RewardKind = Literal["maze", "locomotion", "none"]
 _REWARD = ("next", "reward")
+
+
+def released_reward_kind(task: str, *, scale_random: bool = False) -> RewardKind:
+    """The released code's reward transform for a task / dataset name: ``"maze"`` for AntMaze
+    and point mazes, ``"none"`` for locomotion ``*-random`` data (raw rewards; ``scale_random``
+    scales them too), ``"locomotion"`` for the other locomotion data.
+
+    Example:
+        >>> released_reward_kind("hopper-random-v2"), released_reward_kind("hopper-medium-v2")
+        ('none', 'locomotion')
+        >>> released_reward_kind("D4RL/antmaze/umaze-v1")
+        'maze'
+    """
+    tokens = set(re.split(r"[/\-]", task.strip().lower()))
+    if tokens & {"antmaze", "pointmaze"}:
+        return "maze"
+    if tokens & {"hopper", "walker2d", "halfcheetah"}:
+        return "none" if "random" in tokens and not scale_random else "locomotion"
+    raise ValueError(
+        f"No released reward transform for {task!r}: expected an antmaze / pointmaze / "
+        "hopper / walker2d / halfcheetah task."
+    )
 
 
 def episode_ids(td: TensorDictBase) -> torch.Tensor:

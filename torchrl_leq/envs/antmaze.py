@@ -15,7 +15,14 @@ given in the frame of the data: :func:`make_goal_termination` takes the goal exp
 ``antmaze-*`` task names of :func:`~torchrl_leq.envs.termination.get_termination_fn` use the
 D4RL goal centres. See ``docs/antmaze.md``.
 
-The env factory is registered with gymnasium as :data:`ANTMAZE_LAYOUT_ENV_ID`. Name it as
+**Minari data** (``D4RL/antmaze/*-v1``) are evaluated with :class:`AntMazeEnvFactory` (the
+collection env, the dataset's own start and goal, see
+:func:`torchrl_leq.data.minari_tasks.make_minari_task`), never with
+:func:`make_antmaze_eval_env`: that env puts D4RL's umaze cells on gymnasium-robotics' map, so
+its umaze goal (−4, −4) is the Minari umaze data's *start*. It serves the smoke runs, whose data
+are generated in it.
+
+The smoke env factory is registered with gymnasium as :data:`ANTMAZE_LAYOUT_ENV_ID`. Name it as
 ``"torchrl_leq.envs.antmaze:torchrl_leq/AntMazeD4RLLayout-v0"`` (gymnasium imports the module
 first) so that a config's ``eval.env_id`` works in any process.
 
@@ -33,6 +40,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -42,6 +50,9 @@ from torchrl_leq.envs.termination import TerminationFn, goal_termination
 from torchrl_leq.tasks import ANTMAZE_GOAL_RADIUS, POINTMAZE_TASKS
 
 __all__ = [
+    "AntMazeEnvFactory",
+    "AntMazeFixedTask",
+    "maze_cell_xy",
     "ANTMAZE_LAYOUT_ENV_ID",
     "ANTMAZE_LAYOUT_ENV_SPEC",
     "ANTMAZE_MAZES",
@@ -119,6 +130,84 @@ class AntMazeD4RLLayout(gym.ObservationWrapper):
         return np.concatenate([observation["achieved_goal"], observation["observation"]]).astype(
             np.float64
         )
+
+
+def maze_cell_xy(
+    maze_map: Sequence[Sequence[Any]], cell: Sequence[int], scaling: float = MAZE_SIZE_SCALING
+) -> tuple[float, float]:
+    """Centre of ``cell`` (row, col) in gymnasium-robotics' frame for ``maze_map`` (the map
+    centred, ``y`` falling with the row), as ``Maze.cell_rowcol_to_xy``.
+
+    Example:
+        >>> maze_cell_xy([[1] * 5] * 5, (1, 1))
+        (-4.0, 4.0)
+    """
+    n_rows, n_cols = len(maze_map), len(maze_map[0])
+    row, col = int(cell[0]), int(cell[1])
+    return (
+        (col + 0.5) * scaling - n_cols * scaling / 2.0,
+        n_rows * scaling / 2.0 - (row + 0.5) * scaling,
+    )
+
+
+class AntMazeFixedTask(gym.Wrapper):
+    """One start cell, one goal: every reset starts in ``start_cell`` (with the env's position
+    noise) and puts the goal exactly at ``goal_xy`` (gymnasium-robotics would add ±1 noise per
+    coordinate), so that the env's reward and termination (within 0.45) agree with relabelled
+    dataset rewards."""
+
+    def __init__(self, env: gym.Env, start_cell: Sequence[int], goal_xy: Sequence[float]) -> None:
+        super().__init__(env)
+        self.start_cell = np.asarray(start_cell, dtype=np.int64)
+        self.goal_xy = np.asarray(goal_xy, dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = {"reset_cell": self.start_cell, **(options or {})}
+        obs, info = self.env.reset(seed=seed, options=options)
+        maze_env = self.env.unwrapped
+        maze_env.goal = self.goal_xy.copy()
+        maze_env.update_target_site_pos()
+        obs = {**obs, "desired_goal": self.goal_xy.copy()}
+        info["success"] = bool(np.linalg.norm(obs["achieved_goal"] - self.goal_xy) <= 0.45)
+        return obs, info
+
+
+@dataclass(frozen=True)
+class AntMazeEnvFactory:
+    """Picklable zero-argument factory of an AntMaze evaluation env: ``gym.make(env_id,
+    maze_map=..., continuing_task=False, **kwargs)`` (episodes end at the goal), time limit
+    ``max_episode_steps``, fixed start cell and goal (:class:`AntMazeFixedTask`), observations
+    flattened to D4RL's 29 numbers (:class:`AntMazeD4RLLayout`).
+
+    Example:
+        >>> maze = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1] * 5]
+        >>> make = AntMazeEnvFactory("AntMaze_UMaze-v4", maze, (3, 1), (-4.0, 4.0), 700)
+        >>> env = make()
+        >>> obs, _ = env.reset(seed=0)
+        >>> obs.shape, env.unwrapped.goal.tolist()
+        ((29,), [-4.0, 4.0])
+    """
+
+    env_id: str
+    maze_map: Any
+    start_cell: tuple[int, int]
+    goal_xy: tuple[float, float]
+    max_episode_steps: int
+    kwargs: Any = None
+
+    def __call__(self) -> gym.Env:
+        import warnings
+
+        import torchrl_leq._robotics  # noqa: F401  (registers the maze envs, quietly)
+
+        kwargs = dict(self.kwargs or {})
+        kwargs.update(
+            maze_map=[list(r) for r in self.maze_map], continuing_task=False, reset_target=False
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*out of date.*")
+            env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **kwargs)
+        return AntMazeD4RLLayout(AntMazeFixedTask(env, self.start_cell, self.goal_xy))
 
 
 def make_antmaze_eval_env(

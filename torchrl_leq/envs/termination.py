@@ -1,9 +1,11 @@
 """True termination functions per task family, in torch, batched over any leading dims.
 
 Each function maps ``(obs, action, next_obs) -> terminated`` with ``terminated`` a bool tensor
-shaped ``[..., 1]``. Locomotion rules follow MBPO / MOBILE; AntMaze uses a 0.25 radius around
-the goal centre (released LEQ code); the generated point mazes use gymnasium-robotics'
-success radius 0.45.
+shaped ``[..., 1]``. Locomotion rules follow the released LEQ code (MOBILE's): MBPO's hopper and
+walker2d rules, plus state bounds — Walker2d needs every ``-100 < s < 100`` and HalfCheetah
+ends a rollout when any ``|s| >= 100``. ``state_bounds=False`` gives MBPO's rules (HalfCheetah
+never terminates). AntMaze uses a 0.25 radius around the goal centre (released LEQ code);
+the generated point mazes use gymnasium-robotics' success radius 0.45.
 
 Example:
     >>> import torch
@@ -49,7 +51,7 @@ def hopper_termination(
     return (~healthy).unsqueeze(-1)
 
 
-def walker2d_termination(
+def walker2d_mbpo_termination(
     obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
 ) -> torch.Tensor:
     """MBPO walker2d rule: healthy iff ``0.8 < height < 2.0`` and ``-1 < angle < 1``."""
@@ -58,11 +60,37 @@ def walker2d_termination(
     return (~healthy).unsqueeze(-1)
 
 
+def walker2d_termination(
+    obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """Released code (MOBILE): MBPO's walker2d rule and every ``-100 < s < 100``.
+
+    Example:
+        >>> walker2d_termination(None, None, torch.tensor([[1.2, 0.0, 150.0]])).item()
+        True
+    """
+    bounded = ((next_obs > -100) & (next_obs < 100)).all(-1, keepdim=True)
+    return walker2d_mbpo_termination(obs, action, next_obs) | ~bounded
+
+
+def halfcheetah_never_terminates(
+    obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """MBPO: HalfCheetah never terminates."""
+    return torch.zeros(*next_obs.shape[:-1], 1, dtype=torch.bool, device=next_obs.device)
+
+
 def halfcheetah_termination(
     obs: torch.Tensor | None, action: torch.Tensor | None, next_obs: torch.Tensor
 ) -> torch.Tensor:
-    """HalfCheetah never terminates."""
-    return torch.zeros(*next_obs.shape[:-1], 1, dtype=torch.bool, device=next_obs.device)
+    """Released code (MOBILE): terminated when any ``|s| >= 100`` (or not finite).
+
+    Example:
+        >>> halfcheetah_termination(None, None, torch.tensor([[0.0, 99.0], [0.0, -100.0]]))
+        tensor([[False],
+                [ True]])
+    """
+    return ~(next_obs.abs() < 100).all(-1, keepdim=True)
 
 
 def goal_termination(goal_xy: tuple[float, float], radius: float) -> TerminationFn:
@@ -77,8 +105,9 @@ def goal_termination(goal_xy: tuple[float, float], radius: float) -> Termination
     return fn
 
 
-def get_termination_fn(task: str) -> TerminationFn:
-    """Termination function for a task name.
+def get_termination_fn(task: str, *, state_bounds: bool = True) -> TerminationFn:
+    """Termination function for a task name (``state_bounds``: MOBILE's state bounds for
+    walker2d / halfcheetah, the released code's choice; ``False`` gives MBPO's rules).
 
     Accepts ``hopper`` / ``walker2d`` / ``halfcheetah`` (optionally with a D4RL suffix such as
     ``hopper-medium-replay-v2``), ``antmaze-{umaze,medium,large,ultra}`` (also D4RL ids such as
@@ -92,6 +121,12 @@ def get_termination_fn(task: str) -> TerminationFn:
     name = task.strip().lower()
     family = name.split("-")[0]
     if family in ("hopper", "walker2d", "halfcheetah"):
+        if not state_bounds:
+            return {
+                "hopper": hopper_termination,
+                "walker2d": walker2d_mbpo_termination,
+                "halfcheetah": halfcheetah_never_terminates,
+            }[family]
         return {
             "hopper": hopper_termination,
             "walker2d": walker2d_termination,

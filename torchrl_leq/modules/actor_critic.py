@@ -1,8 +1,11 @@
 """LEQ's deterministic actor and single critic as TensorDictModules.
 
 Both standardise their inputs with statistics fitted on the offline data, squash them with
-``symlog`` (robust to the outliers of long model rollouts) and use LayerNorm MLPs
-(3×256, ReLU), as in the paper and its released code.
+``symlog`` (robust to the outliers of long model rollouts) and use MLPs (3×256, ReLU). As in
+the released code, the critic has LayerNorm after each hidden layer and the actor has none
+(``use_norm=False`` there; ``layer_norm=True`` adds it). ``init="orthogonal"`` gives every
+Linear layer the released code's orthogonal(√2) weights and zero biases; the default keeps
+PyTorch's initialisation.
 
 Example:
     >>> import torch
@@ -26,6 +29,8 @@ from torchrl.modules import MLP
 from torchrl.modules.functional import symlog
 
 __all__ = [
+    "INITS",
+    "orthogonal_init_",
     "InputScaler",
     "make_leq_actor",
     "make_leq_critic",
@@ -60,7 +65,33 @@ class InputScaler(nn.Module):
         return symlog(x) if self.use_symlog else x
 
 
-def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_norm: bool) -> MLP:
+INITS = ("default", "orthogonal")
+
+
+def orthogonal_init_(module: nn.Module, gain: float = 2.0**0.5) -> nn.Module:
+    """Orthogonal(``gain``) weights and zero biases for every ``nn.Linear`` in ``module``
+    (the released code's Dense init); returns ``module``.
+
+    Example:
+        >>> lin = orthogonal_init_(nn.Linear(4, 4))
+        >>> torch.allclose(lin.weight @ lin.weight.T, 2 * torch.eye(4), atol=1e-5)
+        True
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def _mlp(
+    in_features: int,
+    out_features: int,
+    num_cells: Sequence[int],
+    layer_norm: bool,
+    init: str = "default",
+) -> MLP:
     num_cells = [int(n) for n in num_cells]
     if not num_cells or any(n < 1 for n in num_cells):
         raise ValueError(
@@ -72,13 +103,16 @@ def _mlp(in_features: int, out_features: int, num_cells: Sequence[int], layer_no
             "norm_class": nn.LayerNorm,
             "norm_kwargs": [{"normalized_shape": n} for n in num_cells],
         }
-    return MLP(
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+    mlp = MLP(
         in_features=in_features,
         out_features=out_features,
         num_cells=num_cells,
         activation_class=nn.ReLU,
         **norm,
     )
+    return orthogonal_init_(mlp) if init == "orthogonal" else mlp
 
 
 def _stats(dim: int, loc: Tensor | None, scale: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -115,14 +149,16 @@ def make_leq_actor(
     action_dim: int,
     *,
     num_cells: Sequence[int] = (256, 256, 256),
-    layer_norm: bool = True,
+    layer_norm: bool = False,
     obs_loc: Tensor | None = None,
     obs_scale: Tensor | None = None,
     use_symlog: bool = True,
     observation_key: NestedKey = "observation",
     action_key: NestedKey = "action",
+    init: str = "default",
 ) -> TensorDictModule:
-    """Deterministic tanh actor ``observation -> action`` in ``[-1, 1]``.
+    """Deterministic tanh actor ``observation -> action`` in ``[-1, 1]``; no LayerNorm by
+    default (released code), ``layer_norm=True`` adds one after each hidden layer.
 
     Example:
         >>> actor = make_leq_actor(3, 2, num_cells=(16,))
@@ -132,7 +168,7 @@ def make_leq_actor(
     loc, scale = _stats(observation_dim, obs_loc, obs_scale)
     net = _ActorNet(
         InputScaler(loc, scale, use_symlog=use_symlog),
-        _mlp(observation_dim, action_dim, num_cells, layer_norm),
+        _mlp(observation_dim, action_dim, num_cells, layer_norm, init),
     )
     return TensorDictModule(net, in_keys=[observation_key], out_keys=[action_key])
 
@@ -149,6 +185,7 @@ def make_leq_critic(
     observation_key: NestedKey = "observation",
     action_key: NestedKey = "action",
     value_key: NestedKey = "state_action_value",
+    init: str = "default",
 ) -> TensorDictModule:
     """Single Q-network ``(observation, action) -> state_action_value``.
 
@@ -162,7 +199,7 @@ def make_leq_critic(
     loc, scale = _stats(observation_dim + action_dim, input_loc, input_scale)
     net = _CriticNet(
         InputScaler(loc, scale, use_symlog=use_symlog),
-        _mlp(observation_dim + action_dim, 1, num_cells, layer_norm),
+        _mlp(observation_dim + action_dim, 1, num_cells, layer_norm, init),
     )
     return TensorDictModule(net, in_keys=[observation_key, action_key], out_keys=[value_key])
 

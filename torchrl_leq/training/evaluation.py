@@ -95,6 +95,7 @@ def evaluate(
     num_envs: int = 16,
     task: str | None = None,
     max_steps: int | None = None,
+    reference_scores: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` deterministic episodes; returns ``returns`` / ``lengths`` / ``success``
     (tensors of length ``episodes``), ``mean_return``, ``success_rate`` and
@@ -102,13 +103,22 @@ def evaluate(
 
     ``env_fn_or_task``: a point-maze task (name or :class:`PointMazeTask`, env from
     :func:`make_pointmaze_env`) or a zero-argument factory of a gymnasium env with array
-    observations; ``task`` names the reference scores for the latter. ``max_steps`` caps an
-    episode (default: the env's ``spec.max_episode_steps``).
+    observations; ``task`` names the reference scores for the latter, or ``reference_scores``
+    gives them directly as ``(R_random, R_expert)`` (e.g. a Minari dataset's ``ref_min_score`` /
+    ``ref_max_score``; it wins over ``task``). ``max_steps`` caps an episode (default: the env's
+    ``spec.max_episode_steps``).
 
     Example:
         >>> evaluate(make_random_actor(seed=0), "pointmaze-umaze", episodes=2)["lengths"].tolist()
         [300, 300]
     """
+    if reference_scores is not None:
+        low, high = (float(v) for v in reference_scores)
+        if not high > low:
+            raise ValueError(
+                f"reference_scores must be (R_random, R_expert) with R_expert > R_random, "
+                f"got {tuple(reference_scores)}."
+            )
     env_fn, task = _resolve_env(env_fn_or_task, task)
     n_envs = max(1, min(num_envs, episodes))
     venv = gym.vector.SyncVectorEnv([env_fn] * n_envs)
@@ -155,7 +165,9 @@ def evaluate(
         "success_rate": float(success.mean()),
         "normalized_score": None,
     }
-    if task is not None:
+    if reference_scores is not None:
+        out["normalized_score"] = float(100.0 * (returns.mean() - low) / (high - low))
+    elif task is not None:
         try:
             out["normalized_score"] = float(normalized_score(task, returns_t).mean())
         except ValueError:
