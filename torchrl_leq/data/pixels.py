@@ -33,6 +33,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModuleBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
 from torchrl_leq.data.generate import DEFAULT_EPISODE_LENGTH, data_root, read_pointmaze_dataset
@@ -46,6 +50,7 @@ __all__ = [
     "render_pointmaze_dataset",
     "RenderedPointMaze",
     "make_rendered_pointmaze_env",
+    "evaluate_rendered",
 ]
 
 
@@ -240,3 +245,53 @@ def make_rendered_pointmaze_env(
     """
     task = resolve_task(task)
     return RenderedPointMaze(make_pointmaze_env(task, seed), PointMazeRenderer(task, size))
+
+
+@torch.no_grad()
+def evaluate_rendered(
+    policy: TensorDictModuleBase,
+    task: PointMazeTask | str,
+    episodes: int = 10,
+    seed: int = 0,
+    *,
+    size: int = 64,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` deterministic episodes of a pixel policy in the rendered env.
+
+    ``policy`` reads ``"pixels"`` (uint8 ``[1, size, size, 3]``) and ``"is_first"`` and writes
+    ``"action"`` (e.g. :class:`~torchrl_leq.envs.latent_env.LatentPolicy`; its ``reset()`` is
+    called before each episode when it has one). Episode ``i`` is seeded ``seed + i``.
+    Returns ``returns``, ``lengths``, ``success`` (lists) and ``success_rate``.
+
+    Example:
+        >>> from torchrl_leq.training.evaluation import make_random_actor
+        >>> actor = make_random_actor(2, seed=0)
+        >>> actor.in_keys = ["pixels"]
+        >>> evaluate_rendered(actor, "pointmaze-umaze", episodes=1, max_steps=5)["lengths"]
+        [5]
+    """
+    env = make_rendered_pointmaze_env(task, size=size)
+    limit = max_steps if max_steps is not None else env.spec.max_episode_steps
+    returns, lengths, success = [], [], []
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        for i in range(episodes):
+            if hasattr(policy, "reset"):
+                policy.reset()
+            frame, info = env.reset(seed=seed + i)
+            total, steps, reached, first = 0.0, 0, False, True
+            while steps < limit:
+                td = TensorDict({"pixels": torch.from_numpy(frame).unsqueeze(0),
+                                 "is_first": torch.tensor([first])}, [1])
+                action = policy(td).get("action")[0].clamp(-1.0, 1.0).cpu().numpy()
+                frame, reward, terminated, truncated, info = env.step(action)
+                total, steps, first = total + float(reward), steps + 1, False
+                reached = reached or bool(info.get("success", False))
+                if terminated or truncated:
+                    break
+            returns.append(total)
+            lengths.append(steps)
+            success.append(reached)
+    env.close()
+    return {"returns": returns, "lengths": lengths, "success": success,
+            "success_rate": float(np.mean(success))}
