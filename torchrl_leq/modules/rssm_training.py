@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -40,7 +42,14 @@ from tqdm.auto import tqdm
 from torchrl_leq.modules.rssm import RSSM
 from torchrl_leq.objectives.rssm_loss import RSSMLoss
 
-__all__ = ["sample_sequences", "split_episodes", "train_rssm", "save_rssm", "load_rssm"]
+__all__ = [
+    "sample_sequences",
+    "split_episodes",
+    "train_rssm",
+    "save_rssm",
+    "load_rssm",
+    "cached_rssm",
+]
 
 _KEYS = ("pixels", "action", "reward", "is_first", "is_terminal")
 
@@ -207,3 +216,36 @@ def load_rssm(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     model.load_state_dict(payload["state_dict"])
     return model.to(map_location).eval()
 
+
+
+def cached_rssm(
+    sequences: TensorDictBase,
+    description: str,
+    model_kwargs: dict[str, Any],
+    train_kwargs: dict[str, Any],
+    cache_dir: str | os.PathLike,
+    *,
+    cache: bool = True,
+    progress: bool = True,
+) -> tuple[RSSM, dict[str, Any]]:
+    """Train an :class:`RSSM` on ``sequences`` or load it from ``cache_dir/<hash>.pt``
+    (hash of ``description``, the data size and both kwargs); training checkpoints to
+    ``<hash>.ckpt`` and resumes from it. Returns ``(model, info)`` with ``info["path"]`` and,
+    when trained here, ``info["log"]``.
+
+    Example:
+        >>> model, info = cached_rssm(data, "umaze 30k", {"action_dim": 2}, {"epochs": 1},
+        ...                           "/tmp/wm")  # doctest: +SKIP
+    """
+    payload = {"data": description, "n": int(sequences.shape[0]), "model": model_kwargs,
+               "train": train_kwargs}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    path = Path(cache_dir) / f"rssm-{key[:16]}.pt"
+    if cache and path.is_file():
+        return load_rssm(path), {"path": str(path), "cached": True}
+    model = RSSM(**model_kwargs)
+    ckpt = path.with_suffix(".ckpt") if cache else None
+    log = train_rssm(model, sequences, checkpoint_path=ckpt, progress=progress, **train_kwargs)
+    if cache:
+        save_rssm(path, model)
+    return model, {"path": str(path), "cached": False, "log": log}
