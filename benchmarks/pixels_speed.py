@@ -43,6 +43,60 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def latent_states(model: RSSM, n: int) -> torch.Tensor:
+    """Random features shaped like posterior states (one-hot stochastic part)."""
+    z = torch.nn.functional.one_hot(torch.randint(model.classes, (n, model.groups)),
+                                    model.classes).float().flatten(1)
+    return torch.cat([torch.randn(n, model.deter_dim), z], -1)
+
+
+def bench_world_model(model: RSSM, batch: int, seq_len: int, repeats: int) -> float:
+    """Seconds per RSSM update on ``batch`` sequences of ``seq_len`` frames."""
+    a = model.action_dim
+    seq = TensorDict({
+        "pixels": torch.randint(0, 256, (batch, seq_len, 3, 64, 64), dtype=torch.uint8),
+        "action": torch.rand(batch, seq_len, a) * 2 - 1, "reward": torch.rand(batch, seq_len),
+        "is_first": torch.zeros(batch, seq_len, dtype=torch.bool),
+        "is_terminal": torch.zeros(batch, seq_len, dtype=torch.bool)}, [batch, seq_len])
+    loss_fn = RSSMLoss(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        out = loss_fn(seq)
+        loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timed(step, repeats)
+
+
+def bench_leq(model: RSSM, mlp: tuple[int, ...], b_model: int, actor_gradient: str,
+              termination: str | None, repeats: int) -> float:
+    """Seconds per LEQ update (H = 5, B_env = 256) on latent states of ``model``."""
+    f, a = model.feature_dim, model.action_dim
+    env = LatentModelEnv(model, termination)
+    loss = LEQLoss(make_leq_actor(f, a, num_cells=mlp), make_leq_critic(f, a, num_cells=mlp),
+                   env, horizon=5, actor_gradient=actor_gradient, validate_inputs=False)
+    batch = TensorDict({
+        "env": TensorDict({"observation": latent_states(model, 256),
+                           "action": torch.rand(256, a) * 2 - 1,
+                           "next": {"observation": latent_states(model, 256),
+                                    "reward": torch.rand(256, 1),
+                                    "terminated": torch.zeros(256, 1, dtype=torch.bool)}},
+                          [256]),
+        "model": TensorDict({"observation": latent_states(model, b_model)}, [b_model])}, [])
+    opt = torch.optim.Adam([p for p in loss.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        out = loss(batch)
+        opt.zero_grad()
+        (out["loss_actor"] + out["loss_qvalue"]).backward()
+        opt.step()
+
+    return timed(step, repeats)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
@@ -54,61 +108,19 @@ def main() -> None:
         s = SIZES[name]
         torch.manual_seed(0)
         model = RSSM(6 if name == "vd4rl" else 2, **s["model"])
-        a = model.action_dim
-        b, t = s["batch"], s["seq"]
-        seq = TensorDict({
-            "pixels": torch.randint(0, 256, (b, t, 3, 64, 64), dtype=torch.uint8),
-            "action": torch.rand(b, t, a) * 2 - 1, "reward": torch.rand(b, t),
-            "is_first": torch.zeros(b, t, dtype=torch.bool),
-            "is_terminal": torch.zeros(b, t, dtype=torch.bool)}, [b, t])
-        wm_loss = RSSMLoss(model)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def wm_step():
-            out = wm_loss(seq)
-            loss = sum(v for k, v in out.items() if k.startswith("loss_"))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        wm = timed(wm_step, args.repeats)
-        print(json.dumps({"size": name, "what": "rssm_update", "batch": b, "seq_len": t,
+        sec = bench_world_model(model, s["batch"], s["seq"], args.repeats)
+        print(json.dumps({"size": name, "what": "rssm_update", "batch": s["batch"],
+                          "seq_len": s["seq"],
                           "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                          "seconds": round(wm, 4), "threads": args.threads}), flush=True)
-
-        f = model.feature_dim
-        env = LatentModelEnv(model, None if name == "vd4rl" else "continue_head")
-        actor = make_leq_actor(f, a, num_cells=s["mlp"])
-        critic = make_leq_critic(f, a, num_cells=s["mlp"])
-        bm = s["b_model"]
-
-        def feats(n):
-            z = torch.nn.functional.one_hot(torch.randint(model.classes, (n, model.groups)),
-                                            model.classes).float().flatten(1)
-            return torch.cat([torch.randn(n, model.deter_dim), z], -1)
-
-        batch = TensorDict({
-            "env": TensorDict({"observation": feats(256), "action": torch.rand(256, a) * 2 - 1,
-                               "next": {"observation": feats(256), "reward": torch.rand(256, 1),
-                                        "terminated": torch.zeros(256, 1, dtype=torch.bool)}},
-                              [256]),
-            "model": TensorDict({"observation": feats(bm)}, [bm])}, [])
+                          "seconds": round(sec, 4), "threads": args.threads}), flush=True)
+        model.requires_grad_(False)
+        termination = None if name == "vd4rl" else "continue_head"
         for grad in ("backprop", "per_step"):
-            loss = LEQLoss(actor, critic, env, horizon=5, actor_gradient=grad,
-                           validate_inputs=False)
-            params = [p for p in loss.parameters() if p.requires_grad]
-            lopt = torch.optim.Adam(params, lr=1e-4)
-
-            def leq_step():
-                out = loss(batch)
-                lopt.zero_grad()
-                (out["loss_actor"] + out["loss_qvalue"]).backward()
-                lopt.step()
-
-            sec = timed(leq_step, args.repeats)
+            sec = bench_leq(model, s["mlp"], s["b_model"], grad, termination, args.repeats)
             print(json.dumps({"size": name, "what": "leq_update", "actor_gradient": grad,
-                              "b_model": bm, "b_env": 256, "horizon": 5, "feature_dim": f,
-                              "seconds": round(sec, 4), "threads": args.threads}), flush=True)
+                              "b_model": s["b_model"], "b_env": 256, "horizon": 5,
+                              "feature_dim": model.feature_dim, "seconds": round(sec, 4),
+                              "threads": args.threads}), flush=True)
 
 
 if __name__ == "__main__":

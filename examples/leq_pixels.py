@@ -8,6 +8,7 @@ evaluation in the rendered env with a filtering policy.
 
     python examples/leq_pixels.py                       # rendered pointmaze-umaze
     python examples/leq_pixels.py smoke=true            # end to end in well under a minute
+    python examples/leq_pixels.py algo=bc_pixels        # BC on the same latent features
     python examples/leq_pixels.py --config-name leq_pixels_vd4rl data.path=vd4rl_data/main/walker_walk/medium_replay/64px
 """
 
@@ -39,7 +40,8 @@ from torchrl_leq.envs.latent_env import (
 from torchrl_leq.modules import make_exploration_policy, make_leq_actor, make_leq_critic
 from torchrl_leq.modules.rssm_training import cached_rssm
 from torchrl_leq.objectives.leq import LEQLoss
-from torchrl_leq.training.builders import make_leq_batch_sampler, make_leq_optimizers
+from torchrl_leq.objectives.pretrain import BCLoss
+from torchrl_leq.training.builders import make_adam, make_leq_batch_sampler, make_leq_optimizers
 from torchrl_leq.training.trainer import OfflineTrainer, PeriodicHook
 
 WM_MODEL_KEYS = ("channels", "deter_dim", "hidden_dim", "groups", "classes", "prior_members")
@@ -78,7 +80,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     wm = cfg.world_model
     model_kwargs = {"action_dim": int(seq["action"].shape[-1]),
                     **{k: wm[k] for k in WM_MODEL_KEYS}}
-    train_kwargs = {k: wm[k] for k in WM_TRAIN_KEYS} | {"seed": int(cfg.seed)}
+    wm_seed = int(cfg.seed if wm.seed is None else wm.seed)  # an int shares one model across seeds
+    train_kwargs = {k: wm[k] for k in WM_TRAIN_KEYS} | {"seed": wm_seed}
     began = time.perf_counter()
     rssm, wm_info = cached_rssm(seq, description, model_kwargs, train_kwargs,
                                 data_root() / "world_models", cache=wm.cache,
@@ -107,11 +110,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                              input_scale=torch.cat([scale, torch.ones(a)]))
 
     # LEQ loss (Eqs. 7, 11), optimisers, EMA critic (Eq. 6).
-    loss = LEQLoss(actor, critic, model_env, **OmegaConf.to_container(cfg.loss),
-                   validate_inputs=False)
     total = int(cfg.train.total_steps)
-    optimizers, schedulers = make_leq_optimizers(cfg.optim, loss, total)
-    target_updater = SoftUpdate(loss, eps=float(cfg.optim.ema_decay))
+    if cfg.algo == "bc_pixels":  # the BC-from-pixels baseline: same world model and features
+        loss = BCLoss(actor)
+        optimizers = {"actor": make_adam(list(actor.parameters()), float(cfg.optim.actor_lr))}
+        schedulers, target_updater, loss_keys = {}, None, ("loss_actor",)
+    else:
+        loss = LEQLoss(actor, critic, model_env, **OmegaConf.to_container(cfg.loss),
+                       validate_inputs=False)
+        optimizers, schedulers = make_leq_optimizers(cfg.optim, loss, total)
+        target_updater = SoftUpdate(loss, eps=float(cfg.optim.ema_decay))
+        loss_keys = ("loss_actor", "loss_qvalue")
 
     # D_model: latent start states; Lines 7-11: expanded by R-step rollouts every T_expand.
     model_buffer = make_model_buffer(int(cfg.expansion.capacity), int(cfg.optim.batch_size_model))
@@ -136,17 +145,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "mean_return": sum(res["returns"]) / len(res["returns"])}
 
     # Lines 3-14: the LEQ update loop.
+    if cfg.algo == "bc_pixels":
+        sample_batch, hooks = env_buffer.sample, []
+    else:
+        sample_batch = make_leq_batch_sampler(env_buffer, model_buffer)
+        hooks = [PeriodicHook(int(cfg.expansion.every), expand, "expand")]
     trainer = OfflineTrainer(
         loss=loss, modules={"loss": loss}, optimizers=optimizers, schedulers=schedulers,
-        sample_batch=make_leq_batch_sampler(env_buffer, model_buffer), evaluate=evaluate,
+        sample_batch=sample_batch, evaluate=evaluate,
         run_dir=run_dir, total_steps=total, eval_every=int(cfg.train.eval_every),
         eval_episodes=int(cfg.train.eval_episodes),
         final_eval_episodes=int(cfg.train.final_eval_episodes),
         log_every=int(cfg.train.log_every), checkpoint_every=int(cfg.train.checkpoint_every),
-        target_updater=target_updater,
-        hooks=[PeriodicHook(int(cfg.expansion.every), expand, "expand")],
+        target_updater=target_updater, hooks=hooks,
         stateful={"model_buffer": model_buffer}, seed=1000 + int(cfg.seed),
-        progress=cfg.progress, loss_keys=("loss_actor", "loss_qvalue"),
+        progress=cfg.progress, loss_keys=loss_keys,
     )
     began = time.perf_counter()
     result = trainer.train()
