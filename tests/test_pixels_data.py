@@ -1,0 +1,105 @@
+"""Rendered point-maze: frames agree with the simulator state; the cached V-D4RL-format dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from torchrl_leq.data.generate import read_pointmaze_dataset
+from torchrl_leq.data.pixels import (
+    PointMazeRenderer,
+    evaluate_rendered,
+    make_rendered_pointmaze_env,
+    render_pointmaze_dataset,
+)
+from torchrl_leq.data.pointmaze import free_cells
+from torchrl_leq.data.vd4rl import read_vd4rl, read_vd4rl_episodes
+from torchrl_leq.tasks import get_pointmaze_task
+
+
+def ball_centroid(frame: np.ndarray) -> np.ndarray:
+    """(row, col) centre of the green ball's pixels."""
+    f = frame.astype(int)
+    mask = (f[..., 1] > f[..., 0] + 60) & (f[..., 1] > f[..., 2] + 60)
+    rows, cols = np.nonzero(mask)
+    assert len(rows) > 0, "no ball pixels in the frame"
+    return np.array([rows.mean(), cols.mean()])
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    r = PointMazeRenderer("pointmaze-umaze")
+    yield r
+    r.close()
+
+
+def test_ball_pixel_position_follows_x_y(renderer):
+    task = get_pointmaze_task("pointmaze-umaze")
+    rng = np.random.default_rng(0)
+    goal = np.array(task.goal_xy)
+    xy = [np.array(task.cell_to_xy(c)) + rng.uniform(-0.3, 0.3, 2) for c in free_cells(task)]
+    xy = [p for p in xy if np.linalg.norm(p - goal) > 0.4]  # the goal marker may cover the ball
+    centres = np.stack([ball_centroid(renderer.render(p)) for p in xy])
+    predicted = renderer.xy_to_pixel(np.stack(xy))
+    assert np.abs(centres - predicted).max() < 1.0  # within a pixel
+    # x moves the ball right (col up), y moves it up (row down): 64 px for 5 maze units
+    a, b = renderer.render([0.5, -1.0]), renderer.render([1.5, -1.0])
+    assert ball_centroid(b)[1] - ball_centroid(a)[1] == pytest.approx(64 / 5, abs=1.0)
+    a, b = renderer.render([1.0, -1.2]), renderer.render([1.0, 0.8])
+    assert ball_centroid(a)[0] - ball_centroid(b)[0] == pytest.approx(2 * 64 / 5, abs=1.0)
+
+
+def test_frames_show_only_the_ball_moving(renderer):
+    a, b = renderer.render([1.0, -1.0]), renderer.render([1.0, 1.0])
+    changed = np.any(a != b, axis=-1)
+    rows, cols = np.nonzero(changed)
+    # only pixels around the two ball positions differ (background and goal marker are fixed)
+    near = [np.min(np.hypot(rows - r, cols - c)) for r, c in renderer.xy_to_pixel(
+        np.array([[1.0, -1.0], [1.0, 1.0]]))]
+    assert changed.sum() < 80 and max(near) < 3
+
+
+def test_rendered_dataset_matches_the_generated_data(tmp_path):
+    steps = 300
+    path = render_pointmaze_dataset("pointmaze-umaze", steps, seed=3, root=tmp_path)
+    td = read_pointmaze_dataset("pointmaze-umaze", steps, seed=3, root=tmp_path)
+    seq = read_vd4rl(path)
+    episodes = read_vd4rl_episodes(path)
+    n_eps = len(torch.unique(td["episode"]))
+    assert len(episodes) == n_eps and seq.shape == (steps + n_eps,)
+    first = td["episode"] == 0
+    ep = episodes[0]
+    n = int(first.sum())
+    np.testing.assert_allclose(ep["state"][:n], td["observation"][first].numpy())
+    np.testing.assert_allclose(ep["state"][n], td["next", "observation"][first][-1].numpy())
+    np.testing.assert_allclose(ep["action"][1:], td["action"][first].numpy())
+    assert not ep["action"][0].any()
+    np.testing.assert_allclose(ep["reward"][1:], td["next", "reward"][first, 0].numpy())
+    r = PointMazeRenderer("pointmaze-umaze")
+    for t in (0, n // 2, n):  # frames agree with the simulator state
+        np.testing.assert_array_equal(ep["image"][t], r.render(ep["state"][t, :2]))
+        predicted = r.xy_to_pixel(ep["state"][t, :2])
+        assert np.abs(ball_centroid(ep["image"][t]) - predicted).max() < 1.5
+    r.close()
+    mtime = (path / "render_seconds.txt").stat().st_mtime
+    assert render_pointmaze_dataset("pointmaze-umaze", steps, seed=3, root=tmp_path) == path
+    assert (path / "render_seconds.txt").stat().st_mtime == mtime  # cached, not re-rendered
+
+
+def test_rendered_env_and_evaluation():
+    env = make_rendered_pointmaze_env("pointmaze-umaze")
+    frame, info = env.reset(seed=0)
+    np.testing.assert_array_equal(frame, env.renderer.render(info["state"][:2]))
+    frame, _, _, _, info = env.step(np.array([1.0, 0.0], np.float32))
+    np.testing.assert_array_equal(frame, env.renderer.render(info["state"][:2]))
+    env.close()
+
+    class GoRight(torch.nn.Module):
+        in_keys, out_keys = ["pixels"], ["action"]
+
+        def forward(self, td):
+            return td.set("action", torch.tensor([[1.0, 0.0]]))
+
+    res = evaluate_rendered(GoRight(), "pointmaze-umaze", episodes=2, max_steps=20)
+    assert res["lengths"] == [20, 20] and res["success_rate"] == 0.0
