@@ -134,10 +134,15 @@ def config_diff(
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb or type(va) is not type(vb):
+        if not _same(va, vb):
             show = [("<absent>" if v is missing else json.dumps(v)) for v in (va, vb)]
             out.append(f"{key}: {show[0]} -> {show[1]}")
     return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values; ``1`` and ``1.0`` match, ``True`` and ``1`` do not."""
+    return a == b and (isinstance(a, bool) == isinstance(b, bool))
 
 
 def job_run_dir(
