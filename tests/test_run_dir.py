@@ -331,6 +331,17 @@ def test_a_registered_file_shorter_than_recorded_is_left_alone(tmp_path):
     assert f.read_text() == "abc"
 
 
+def test_set_aside_logs_keeps_the_rows_of_a_restarted_run(tmp_path):
+    run, _ = claimed(tmp_path)
+    for name, text in (("metrics.csv", "step\n10\n"), ("empty.csv", "")):
+        run.record(tmp_path / name)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "user.csv").write_text("10\n")
+    (moved,) = run.set_aside_logs()
+    assert moved.name.startswith("metrics.csv.restarted-") and moved.read_text() == "step\n10\n"
+    assert not (tmp_path / "metrics.csv").exists() and (tmp_path / "user.csv").exists()
+
+
 def test_registered_file_outside_the_run_dir_is_tracked_by_absolute_path(tmp_path):
     run, _ = claimed(tmp_path / "run")
     outside = tmp_path / "logs" / "x.csv"

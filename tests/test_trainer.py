@@ -58,7 +58,7 @@ def build(run_dir, total_steps=30, stop_after_steps=None, lr=1e-2, nan_at=None, 
         schedulers={"opt": sched},
         sample_batch=sample,
         evaluate=lambda episodes, seed: {
-            "normalized_score": float(loss.net[0].weight.sum()),
+            "normalized_score": float(loss.net[0].weight.detach().sum()),
             "success_rate": 0.0,
             "mean_return": 0.0,
         },

@@ -164,9 +164,9 @@ def read_verified(
     return obj, version
 
 
-def move_aside(path: str | os.PathLike) -> Path:
-    """Rename ``path`` (file or folder) to ``<path>.corrupt-<UTC time>`` (never overwriting)
-    and return the new path: bad files are kept for inspection, not deleted.
+def move_aside(path: str | os.PathLike, label: str = "corrupt") -> Path:
+    """Rename ``path`` (file or folder) to ``<path>.<label>-<UTC time>`` (never overwriting)
+    and return the new path: bad or superseded files are kept, not deleted.
 
     Example:
         >>> import tempfile
@@ -178,10 +178,10 @@ def move_aside(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    target = path.with_name(f"{path.name}.{label}-{stamp}")
     n = 1
     while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        target = path.with_name(f"{path.name}.{label}-{stamp}-{n}")
         n += 1
     os.replace(path, target)
     return target

@@ -324,7 +324,7 @@ class RunDirectory:
             return "resume"
         warnings.warn(
             f"resume=true but the run in {self.path} has no checkpoint yet; starting it over "
-            "(the rows it logged are rewritten).",
+            "(the files it logged are kept as <name>.restarted-<time>).",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -412,6 +412,16 @@ class RunDirectory:
                     stacklevel=2,
                 )
         return removed
+
+    def set_aside_logs(self) -> list[Path]:
+        """Rename every non-empty registered file to ``<name>.restarted-<time>`` (a run started
+        over keeps its earlier rows, out of the way of the new ones); returns the new paths."""
+        moved = []
+        for rel in self.manifest.get("files", []):
+            path = self._abs(rel)
+            if path.is_file() and path.stat().st_size > 0:
+                moved.append(move_aside(path, label="restarted"))
+        return moved
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """Mark the run finished; ``summary`` is what a later ``resume=true`` returns."""

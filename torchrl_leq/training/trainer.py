@@ -225,7 +225,7 @@ class OfflineTrainer:
         if self._loaded or status in ("new", "finished"):
             return self._loaded
         if status == "restart":
-            self.run.truncate_logs({})
+            self.run.set_aside_logs()
             return False
         found = load_latest_checkpoint(self.checkpoint_path)
         if found is None:  # the claim saw a checkpoint; it vanished since
