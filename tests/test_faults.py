@@ -499,3 +499,21 @@ def test_manifest_is_plain_json_a_user_can_read(tmp_path):
     assert manifest["format"] == "torchrl_leq.run" and manifest["files"] == ["metrics.csv"]
     assert manifest["config"] == CFG and manifest["finished"] is True
     assert manifest["summary"]["final"]["step"] == 40
+
+
+def test_kill_after_the_final_checkpoint_does_not_repeat_the_final_evaluation(
+    tmp_path, monkeypatch
+):
+    a, b = tmp_path / "straight", tmp_path / "killed"
+    build(a, total_steps=40)[0].train()
+
+    def killed(self, summary):
+        raise KeyboardInterrupt  # a kill after the final checkpoint, before run.json says done
+
+    monkeypatch.setattr(RunDirectory, "finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build(b, total_steps=40)[0].train()
+    monkeypatch.undo()
+    build(b, total_steps=40, resume=True)[0].train()
+    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    assert [r["kind"] for r in build(b)[0].metrics.read()].count("final") == 1

@@ -133,6 +133,14 @@ def test_claim_of_an_empty_directory_writes_the_manifest(tmp_path):
     assert manifest["files"] == [] and manifest["finished"] is False
 
 
+def test_claim_removes_temporaries_a_killed_checkpoint_write_left_only(tmp_path):
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    (tmp_path / ".notes.abc.tmp").write_text("user")
+    claimed(tmp_path)
+    assert not stale.exists() and (tmp_path / ".notes.abc.tmp").read_text() == "user"
+
+
 def test_rerun_without_resume_into_another_runs_directory_stops(tmp_path):
     run, _ = claimed(tmp_path)
     run.release()

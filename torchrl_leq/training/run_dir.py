@@ -281,7 +281,15 @@ class RunDirectory:
             raise
         return self.status
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of our atomic writes that a kill left behind (we hold the lock, so
+        no write of ours is in progress)."""
+        for name in (RUN_FILE, *CHECKPOINT_FILES):
+            for tmp in self.path.glob(f".{name}.*.tmp"):
+                tmp.unlink()
+
     def _decide(self, resume: bool) -> str:
+        self._remove_stale_temporaries()
         manifest = self._read_manifest()
         earlier = [name for name in EARLIER_RUN_FILES if (self.path / name).exists()]
         if manifest is None and not earlier:

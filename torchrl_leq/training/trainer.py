@@ -170,6 +170,7 @@ class OfflineTrainer:
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv", METRIC_FIELDS)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self.step = 0
+        self.final_row: dict[str, Any] | None = None  # set once the final evaluation ran
         self.best_score = -math.inf
         self.last_score = math.nan
         self._loaded = False
@@ -181,6 +182,7 @@ class OfflineTrainer:
             "step": self.step,
             "best_score": self.best_score,
             "last_score": self.last_score,
+            "final": self.final_row,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
@@ -202,6 +204,7 @@ class OfflineTrainer:
                 obj.load_state_dict(state[group][name])
         self.step = int(state["step"])
         self.best_score, self.last_score = state["best_score"], state["last_score"]
+        self.final_row = state.get("final")
         restore_rng_state(state["rng"])
 
     def _claim(self, resume: bool) -> str:
@@ -392,7 +395,9 @@ class OfflineTrainer:
                     "metrics_csv": str(self.metrics.path),
                 }
         bar.close()
-        final = self._evaluate(self.final_eval_episodes, "final")
+        if self.final_row is None:  # not when resuming from the final checkpoint
+            self.final_row = self._evaluate(self.final_eval_episodes, "final")
+        final = self.final_row
         if self.checkpoint_every:
             self.save()
         png = plot_learning_curve(
