@@ -31,7 +31,8 @@ class NoisyRegression(torch.nn.Module):
         )
 
 
-def build(run_dir, total_steps=30, stop_after_steps=None, lr=1e-2, nan_at=None):
+def build(run_dir, total_steps=30, stop_after_steps=None, lr=1e-2, nan_at=None, **kwargs):
+    """A small trainer; ``kwargs`` go to :class:`OfflineTrainer` (config, resume, logger, ...)."""
     torch.manual_seed(0)
     loss = NoisyRegression()
     opt = torch.optim.Adam(loss.parameters(), lr=lr)
@@ -57,7 +58,7 @@ def build(run_dir, total_steps=30, stop_after_steps=None, lr=1e-2, nan_at=None):
         schedulers={"opt": sched},
         sample_batch=sample,
         evaluate=lambda episodes, seed: {
-            "normalized_score": float(loss.net[0].weight.sum()),
+            "normalized_score": float(loss.net[0].weight.detach().sum()),
             "success_rate": 0.0,
             "mean_return": 0.0,
         },
@@ -67,11 +68,11 @@ def build(run_dir, total_steps=30, stop_after_steps=None, lr=1e-2, nan_at=None):
         eval_episodes=1,
         final_eval_episodes=1,
         log_every=5,
-        checkpoint_every=10,
         hooks=[PeriodicHook(7, fill, "fill")],
         stateful={"buffer": buffer},
         progress=False,
         stop_after_steps=stop_after_steps,
+        **{"checkpoint_every": 10, **kwargs},
     )
     return trainer, loss
 

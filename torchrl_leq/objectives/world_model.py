@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -194,8 +195,13 @@ def train_world_model(
     return log
 
 
+WORLD_MODEL_KIND = "world_model"
+WORLD_MODEL_VERSION = 1
+
+
 def save_world_model(path: str | os.PathLike, ensemble: ProbabilisticEnsemble) -> None:
-    """Write config, weights, scaler and elites to ``path`` atomically (tmp file + replace).
+    """Write config, weights, scaler and elites to ``path`` atomically, behind a header with a
+    format marker, version and SHA-256 (:mod:`torchrl_leq.serialization`).
 
     Example:
         >>> import tempfile
@@ -205,18 +211,71 @@ def save_world_model(path: str | os.PathLike, ensemble: ProbabilisticEnsemble) -
         >>> load_world_model(p).config == m.config
         True
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    torch.save({"config": ensemble.config, "state_dict": ensemble.state_dict()}, tmp)
-    os.replace(tmp, path)
+    from torchrl_leq.serialization import write_verified
+
+    payload = {"config": ensemble.config, "state_dict": ensemble.state_dict()}
+    write_verified(path, payload, kind=WORLD_MODEL_KIND, version=WORLD_MODEL_VERSION)
 
 
 def load_world_model(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> ProbabilisticEnsemble:
-    """Rebuild a :class:`ProbabilisticEnsemble` saved by :func:`save_world_model`."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    ensemble = ProbabilisticEnsemble(**payload["config"])
-    ensemble.load_state_dict(payload["state_dict"])
+    """Rebuild a :class:`ProbabilisticEnsemble` saved by :func:`save_world_model` (or by its
+    earlier plain-``torch.save`` version). Every wrong input is a one-line error:
+    ``FileNotFoundError`` (no file), ``ValueError`` (not a world model: another torchrl_leq
+    file, another torch file, not a torch file, a newer format), or
+    :class:`~torchrl_leq.serialization.CorruptFileError` (a ``ValueError``: truncated, altered,
+    weights that do not fit the config).
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "notes.txt"; _ = p.write_text("hello")
+        >>> load_world_model(p)
+        Traceback (most recent call last):
+        ...
+        ValueError: .../notes.txt is not a world model saved by save_world_model (not a torch file).
+    """
+    from torchrl_leq.serialization import (
+        CorruptFileError,
+        UnknownFormatError,
+        first_line,
+        read_verified,
+    )
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No world model at {path}.")
+    not_ours = f"{path} is not a world model saved by save_world_model"
+    try:
+        payload, _ = read_verified(
+            path, kind=WORLD_MODEL_KIND, max_version=WORLD_MODEL_VERSION, weights_only=True
+        )
+    except UnknownFormatError:
+        with path.open("rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"  # torch.save's format since torch 1.6
+        if not is_zip:
+            raise ValueError(f"{not_ours} (not a torch file).") from None
+        try:  # the format before the header: a plain torch.save of the same dict
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ValueError(
+                f"{not_ours} (a torch file holding objects other than tensors and containers)."
+            ) from None
+        except Exception as err:
+            raise CorruptFileError(
+                f"{path} is an unreadable torch file ({first_line(err, 80)})."
+            ) from None
+    if not isinstance(payload, dict) or not {"config", "state_dict"} <= set(payload):
+        keys = sorted(map(str, payload))[:5] if isinstance(payload, dict) else []
+        raise ValueError(
+            f"{not_ours} (a torch file holding {type(payload).__name__}"
+            f"{' with keys ' + ', '.join(keys) if keys else ''})."
+        )
+    try:
+        ensemble = ProbabilisticEnsemble(**payload["config"])
+        ensemble.load_state_dict(payload["state_dict"])
+    except Exception as err:
+        raise CorruptFileError(
+            f"{path}: the stored weights do not fit the stored config ({first_line(err, 100)})."
+        ) from None
     return ensemble.to(map_location)

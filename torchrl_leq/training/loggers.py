@@ -19,7 +19,13 @@ from typing import Any
 
 from torchrl.record.loggers import Logger, get_logger
 
-__all__ = ["make_logger", "MetricsCSV", "truncate_csvs_after", "plot_learning_curve"]
+__all__ = [
+    "make_logger",
+    "MetricsCSV",
+    "truncate_csv_after",
+    "logger_files",
+    "plot_learning_curve",
+]
 
 LOGGER_BACKENDS = ("csv", "tensorboard", "wandb", "none")
 
@@ -50,20 +56,27 @@ def make_logger(
 
 
 class MetricsCSV:
-    """Append-only CSV of evaluation rows with a fixed header (deterministic: no wall times)."""
+    """Append-only CSV of evaluation rows with a fixed header (deterministic: no wall times).
+
+    The file (with its header) is created by the first :meth:`write`, so constructing one
+    touches nothing on disk.
+    """
 
     def __init__(self, path: str | os.PathLike, fields: Sequence[str]) -> None:
         self.path, self.fields = Path(path), list(fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
 
     def write(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(self.fields)
+            writer.writerow([_fmt(row.get(k, "")) for k in self.fields])
 
     def read(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
         with self.path.open(newline="") as f:
             return list(csv.DictReader(f))
 
@@ -74,21 +87,46 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def truncate_csvs_after(folder: str | os.PathLike, step: int) -> None:
-    """Drop rows logged after ``step`` from every CSV under ``folder`` (first column = step).
+def truncate_csv_after(path: str | os.PathLike, step: int) -> int:
+    r"""Drop the rows of ONE csv file whose first column is an integer above ``step`` (the
+    header and other lines stay); returns how many were dropped. Only for ``metrics.csv`` of
+    runs checkpointed before run manifests (newer runs cut their files back to byte sizes).
 
-    Used on resume: a killed run may have logged past its last checkpoint.
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "m.csv")
+        >>> _ = open(p, "w").write("step,x\n10,1\n20,2\n30,3\n")
+        >>> truncate_csv_after(p, 20), open(p).read().splitlines()
+        (1, ['step,x', '10,1', '20,2'])
     """
-    for path in Path(folder).rglob("*.csv"):
-        lines = path.read_text().splitlines()
-        kept = []
-        for line in lines:
-            head = line.split(",", 1)[0]
-            if head.lstrip("-").isdigit() and int(head) > step:
-                continue
-            kept.append(line)
-        if len(kept) != len(lines):
-            path.write_text("".join(line + "\n" for line in kept))
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    kept = [
+        line
+        for line in lines
+        if not ((head := line.split(",", 1)[0]).lstrip("-").isdigit() and int(head) > step)
+    ]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
+def logger_files(logger: Logger | None, name: str) -> list[Path]:
+    """The files ``logger.log_scalar(name, ...)`` appends to: TorchRL's ``CSVLogger`` writes
+    ``<log_dir>/<exp_name>/scalars/<name>.csv`` (``step,value`` lines, no header); other
+    backends (TensorBoard events, W&B) are not plain row files, so none are listed.
+
+    Example:
+        >>> import tempfile
+        >>> logger = make_logger("csv", tempfile.mkdtemp(), "exp")
+        >>> logger_files(logger, "train/loss").pop().as_posix().endswith("exp/scalars/train/loss.csv")
+        True
+    """
+    from torchrl.record.loggers.csv import CSVLogger
+
+    if isinstance(logger, CSVLogger):
+        return [Path(logger.experiment.log_dir) / "scalars" / f"{name}.csv"]
+    return []
 
 
 def plot_learning_curve(

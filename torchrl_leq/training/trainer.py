@@ -3,9 +3,15 @@
 Each step: run the hooks due (e.g. D_model expansion), sample a batch, sum the ``loss_*``
 entries, backpropagate once, step every optimiser and scheduler, update targets. Every
 ``eval_every`` steps the deterministic actor is evaluated in the real env; every
-``checkpoint_every`` steps everything needed to continue bit-exactly is saved atomically;
+``checkpoint_every`` steps everything needed to continue bit-exactly is saved atomically (the
+previous checkpoint is kept as ``checkpoint.prev.pt``, the fallback when the newest is corrupt);
 ``resume`` continues from it. A non-finite loss stops training with a clear error and leaves the
 last good checkpoint in place. At the end: a final evaluation, ``metrics.csv`` and a PNG.
+
+The run directory belongs to this run (:class:`~torchrl_leq.training.run_dir.RunDirectory`):
+the first ``resume()``/``train()`` locks it and refuses another run's directory unless resuming
+with the same ``config``; on resume only the files the trainer wrote (``metrics.csv``, the CSV
+logger's files) are cut back to their sizes at the checkpoint.
 
 Example (a toy loss and a fake evaluator):
     >>> import torch, tempfile
@@ -28,9 +34,9 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -38,16 +44,29 @@ from tensordict import TensorDictBase
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .loggers import MetricsCSV, plot_learning_curve, truncate_csvs_after
+from torchrl_leq.serialization import first_line
 
-__all__ = ["OfflineTrainer", "PeriodicHook", "NonFiniteLossError"]
+from .checkpoint import (
+    capture_rng_state,
+    load_latest_checkpoint,
+    previous_checkpoint_path,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .loggers import MetricsCSV, logger_files, plot_learning_curve, truncate_csv_after
+from .run_dir import RunDirectory, config_diff
+
+__all__ = ["OfflineTrainer", "PeriodicHook", "NonFiniteLossError", "CheckpointWriteError"]
 
 METRIC_FIELDS = ["step", "kind", "episodes", "normalized_score", "success_rate", "mean_return"]
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (disk full, read-only); the previous checkpoints are kept."""
 
 
 class Stateful(Protocol):
@@ -78,7 +97,12 @@ class OfflineTrainer:
         sample_batch: callable returning the next training batch.
         evaluate: callable ``(episodes, seed) -> dict`` with ``normalized_score``,
             ``success_rate`` and ``mean_return``.
-        run_dir: where ``metrics.csv``, ``learning_curve.png`` and ``checkpoint.pt`` go.
+        run_dir: where ``metrics.csv``, ``learning_curve.png``, ``checkpoint.pt`` (and
+            ``checkpoint.prev.pt``) and ``run.json`` go; a path or a :class:`RunDirectory`
+            (possibly claimed already by the caller, who passes its ``config`` there).
+        config: the run's resolved config, stored in ``run.json`` and every checkpoint and
+            compared on resume (None: no comparison).
+        resume: continue the run in ``run_dir`` (same as calling :meth:`resume` first).
         total_steps, eval_every, eval_episodes, final_eval_episodes, log_every,
         checkpoint_every: schedule (``checkpoint_every=0`` disables checkpoints).
         schedulers: name -> LR scheduler stepped after each update.
@@ -99,7 +123,7 @@ class OfflineTrainer:
         optimizers: Mapping[str, torch.optim.Optimizer],
         sample_batch: Callable[[], TensorDictBase],
         evaluate: Callable[[int, int], Mapping[str, Any]],
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike | RunDirectory,
         total_steps: int,
         eval_every: int,
         eval_episodes: int = 10,
@@ -115,6 +139,8 @@ class OfflineTrainer:
         progress: bool = True,
         loss_keys: tuple[str, ...] | None = None,
         stop_after_steps: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         if total_steps < 0 or eval_every < 1 or log_every < 1 or checkpoint_every < 0:
             raise ValueError(
@@ -125,8 +151,14 @@ class OfflineTrainer:
         self.loss_keys = loss_keys
         self.stop_after_steps = stop_after_steps
         self.sample_batch, self.evaluate_fn = sample_batch, evaluate
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if isinstance(run_dir, RunDirectory):
+            if config is not None:
+                raise ValueError("pass config to the RunDirectory, not to OfflineTrainer too.")
+            self.run = run_dir
+        else:
+            self.run = RunDirectory(run_dir, config)
+        self.run_dir = self.run.path
+        self.resume_requested = resume
         self.total_steps, self.eval_every, self.log_every = total_steps, eval_every, log_every
         self.eval_episodes, self.final_eval_episodes = eval_episodes, final_eval_episodes
         self.checkpoint_every = checkpoint_every
@@ -138,8 +170,11 @@ class OfflineTrainer:
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv", METRIC_FIELDS)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self.step = 0
+        self.final_row: dict[str, Any] | None = None  # set once the final evaluation ran
         self.best_score = -math.inf
         self.last_score = math.nan
+        self._loaded = False
+        self._logged: set[str] = set()
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -147,6 +182,7 @@ class OfflineTrainer:
             "step": self.step,
             "best_score": self.best_score,
             "last_score": self.last_score,
+            "final": self.final_row,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
@@ -168,18 +204,74 @@ class OfflineTrainer:
                 obj.load_state_dict(state[group][name])
         self.step = int(state["step"])
         self.best_score, self.last_score = state["best_score"], state["last_score"]
+        self.final_row = state.get("final")
         restore_rng_state(state["rng"])
 
+    def _claim(self, resume: bool) -> str:
+        status = self.run.claim(resume)
+        self.run.record(self.metrics.path)
+        return status
+
     def resume(self) -> bool:
-        """Load ``checkpoint.pt`` from ``run_dir`` if it exists; returns whether it did."""
-        if not self.checkpoint_path.exists():
+        """Claim ``run_dir`` for resuming and load the newest usable checkpoint (falling back to
+        ``checkpoint.prev.pt`` with a warning when the newest is corrupt); cut the trainer's own
+        files back to their sizes at that checkpoint. Returns whether a checkpoint was loaded
+        (the lock is released if it raises)."""
+        try:
+            return self._resume()
+        except BaseException:
+            self.run.release()
+            raise
+
+    def _resume(self) -> bool:
+        status = self._claim(True)
+        if self._loaded or status in ("new", "finished"):
+            return self._loaded
+        if status == "restart":
+            self.run.set_aside_logs()
             return False
-        self.load_state_dict(load_checkpoint(self.checkpoint_path))
-        truncate_csvs_after(self.run_dir, self.step)
+        found = load_latest_checkpoint(self.checkpoint_path)
+        if found is None:  # the claim saw a checkpoint; it vanished since
+            raise FileNotFoundError(f"No checkpoint in {self.run_dir} to resume from.")
+        state, _ = found
+        saved, ours = state.get("config_hash"), self.run.config_hash
+        if saved is not None and ours is not None and saved != ours:
+            diff = config_diff(state.get("config") or {}, self.run.config or {}, self.run.ignore)
+            raise ValueError(
+                f"the checkpoint in {self.run_dir} was written with a different config: "
+                f"{', '.join(diff) or 'hash ' + saved[:12]}; resume with the same config, or "
+                "choose another run_dir."
+            )
+        self.load_state_dict(state)
+        if "log_sizes" in state:
+            self.run.truncate_logs(state["log_sizes"])
+        elif self.metrics.path.exists():  # a checkpoint from before run manifests
+            truncate_csv_after(self.metrics.path, self.step)
+        self._loaded = True
         return True
 
     def save(self) -> None:
-        save_checkpoint(self.checkpoint_path, self.state_dict())
+        """Checkpoint now (keeping the previous one); one-line :class:`CheckpointWriteError`
+        when the disk is full or read-only."""
+        state = self.state_dict()
+        state.update(
+            log_sizes=self.run.log_sizes(),
+            config=self.run.config,
+            config_hash=self.run.config_hash,
+        )
+        try:
+            save_checkpoint(self.checkpoint_path, state, keep_previous=True)
+        except OSError as err:
+            kept = [
+                p.name
+                for p in (self.checkpoint_path, previous_checkpoint_path(self.checkpoint_path))
+                if p.exists()
+            ]
+            raise CheckpointWriteError(
+                f"could not write a checkpoint at step {self.step} to {self.checkpoint_path} "
+                f"({first_line(err)}); kept: {', '.join(kept) or 'none'}. Free space or make "
+                "run_dir writable, then rerun with resume=true."
+            ) from err
 
     # ------------------------------------------------------------------ loop
     def _update(self) -> TensorDictBase:
@@ -231,13 +323,40 @@ class OfflineTrainer:
             "mean_return": float(result.get("mean_return", math.nan)),
         }
         self.metrics.write(row)
-        if self.logger is not None:
-            for key in ("normalized_score", "success_rate", "mean_return"):
-                self.logger.log_scalar(f"eval/{key}", row[key], step=self.step)
+        for key in ("normalized_score", "success_rate", "mean_return"):
+            self._log_scalar(f"eval/{key}", row[key])
         return row
 
+    def _log_scalar(self, name: str, value: float) -> None:
+        if self.logger is None:
+            return
+        if name not in self._logged:  # register the file before its first row
+            for path in logger_files(self.logger, name):
+                self.run.record(path)
+            self._logged.add(name)
+        self.logger.log_scalar(name, value, step=self.step)
+
     def train(self) -> dict[str, Any]:
-        """Run (or continue) training; returns last/best scores and the final evaluation."""
+        """Run (or continue) training; returns last/best scores and the final evaluation. The
+        lock on ``run_dir`` is released when it returns or raises."""
+        try:
+            status = self._claim(self.resume_requested)
+            if status == "finished":
+                summary = dict(self.run.manifest.get("summary", {}))
+                warnings.warn(
+                    f"the run in {self.run_dir} already finished; nothing to do (returning its "
+                    "summary). Choose another run_dir to train again.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return summary
+            if status in ("resume", "restart"):
+                self.resume()
+            return self._train()
+        finally:
+            self.run.release()
+
+    def _train(self) -> dict[str, Any]:
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -259,7 +378,7 @@ class OfflineTrainer:
             if due_log and self.logger is not None:
                 for key, value in out.items():
                     if isinstance(key, str) and value.numel() == 1:
-                        self.logger.log_scalar(f"train/{key}", value.item(), step=self.step)
+                        self._log_scalar(f"train/{key}", value.item())
             if self.step % self.eval_every == 0 and self.step < self.total_steps:
                 row = self._evaluate(self.eval_episodes, "eval")
                 bar.set_postfix(
@@ -276,16 +395,20 @@ class OfflineTrainer:
                     "metrics_csv": str(self.metrics.path),
                 }
         bar.close()
-        final = self._evaluate(self.final_eval_episodes, "final")
+        if self.final_row is None:  # not when resuming from the final checkpoint
+            self.final_row = self._evaluate(self.final_eval_episodes, "final")
+        final = self.final_row
         if self.checkpoint_every:
             self.save()
         png = plot_learning_curve(
             self.metrics.path, self.run_dir / "learning_curve.png", title=self.run_dir.name
         )
-        return {
+        summary = {
             "last_score": final["normalized_score"],
             "best_score": self.best_score,
             "final": final,
             "metrics_csv": str(self.metrics.path),
             "learning_curve": str(png),
         }
+        self.run.finish(summary)
+        return summary
