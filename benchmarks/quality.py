@@ -29,12 +29,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "examples" / "config"
-ALGO_CONFIGS = {
-    "leq": "leq_pointmaze.yaml",
-    "iql": "iql.yaml",
-    "cql": "cql.yaml",
-    "bc": "bc.yaml",
-    "combo": "combo.yaml",
+ALGO_CONFIGS = {  # algo -> (example script whose train(cfg) runs it, its config)
+    "leq": ("leq_antmaze", "leq_pointmaze"),
+    "iql": ("iql", "iql"),
+    "cql": ("cql", "cql"),
+    "bc": ("bc", "bc"),
+    "combo": ("combo", "combo"),
 }
 MODEL_BASED = ("leq", "combo")
 ABLATION_TASK = "pointmaze-medium"
@@ -95,9 +95,7 @@ def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) 
     if has_final_row(metrics):
         print(f"[skip] {task}/{name}/seed{seed}: complete", flush=True)
         return "skipped"
-    from omegaconf import OmegaConf
-
-    from torchrl_leq.training.experiments import prepare_config, run_model_based, run_model_free
+    from torchrl_leq.training.config import compose_config, load_script
 
     if not (run_dir / "checkpoint.pt").exists():
         # no checkpoint: start from scratch (drop rows of a run killed before its 1st checkpoint)
@@ -106,10 +104,9 @@ def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) 
     resumed = (run_dir / "checkpoint.pt").exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     over = run_overrides(algo, task, seed, run_dir, args) + extra
-    cfg = OmegaConf.load(CONFIG_DIR / ALGO_CONFIGS[algo])
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
-    cfg = prepare_config(cfg, smoke=args.smoke, cli_overrides=over)
-    runner = run_model_based if algo in MODEL_BASED else run_model_free
+    script, config_name = ALGO_CONFIGS[algo]
+    cfg = compose_config(CONFIG_DIR, config_name, [f"smoke={bool(args.smoke)}".lower(), *over])
+    runner = load_script(REPO / "examples" / f"{script}.py").train
     print(f"[run ] {task}/{name}/seed{seed}: {' '.join(over)}", flush=True)
     start = time.time()
     result = runner(cfg)

@@ -1,14 +1,12 @@
 """Import scripts from ``examples/`` and ``benchmarks/`` (not packages) as modules, and compose the
 examples' hydra configs, for their tests (as TorchRL's ``test_sota.py`` drives its scripts)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 from omegaconf import DictConfig
 
-from torchrl_leq.training.config import compose_config
+from torchrl_leq.training.config import compose_config, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -16,24 +14,15 @@ EXAMPLES = ROOT / "examples"
 CONFIGS = EXAMPLES / "config"
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_benchmark(name: str) -> ModuleType:
     """``benchmarks/<name>.py`` as a module named ``<name>_benchmark``."""
-    return _load(BENCHMARKS / f"{name}.py", f"{name}_benchmark")
+    return load_script(BENCHMARKS / f"{name}.py", f"{name}_benchmark")
 
 
 def load_example(name: str) -> ModuleType:
     """``examples/<name>.py`` as a module (``examples/`` goes on ``sys.path``, as when the script
     runs: the LEQ scripts share ``leq_antmaze.train``)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return _load(EXAMPLES / f"{name}.py", f"{name}_example")
+    return load_script(EXAMPLES / f"{name}.py", f"{name}_example")
 
 
 def example_config(name: str, *overrides: str) -> DictConfig:

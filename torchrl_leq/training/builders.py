@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -41,6 +39,8 @@ from torchrl_leq.data import (
     read_pointmaze_dataset,
     rollout_model_transitions,
 )
+from torchrl_leq.data.d4rl import world_model_transitions
+from torchrl_leq.data.fingerprint import transitions_fingerprint
 from torchrl_leq.data.simulator import generate_smoke_dataset
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.envs.antmaze import termination_from_config
@@ -62,8 +62,10 @@ from torchrl_leq.objectives.world_model import (
 )
 from torchrl_leq.tasks import POINTMAZE_TASKS
 
+from .cache import cache_key, cached
 from .evaluation import evaluate
 from .loggers import make_logger
+from .run_dir import job_run_dir
 from .trainer import OfflineTrainer, PeriodicHook
 
 __all__ = [
@@ -167,10 +169,6 @@ def input_stats(x: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch
     return x.mean(0).float(), (x.std(0) + eps).float()
 
 
-def _cache_key(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
 
 
 def make_world_model(
@@ -200,33 +198,40 @@ def make_world_model(
         "patience": int(cfg.patience),
     }
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root() / "world_models"
-    key = _cache_key(
-        {
-            "data": data.description,
-            "n": len(data.transitions),
-            **params,
+    # Only rows with a recorded next state (D4RL goal rows without one are left out).
+    td = world_model_transitions(data.transitions)
+    fields = td.select("observation", "action", ("next", "observation"), ("next", "reward"))
+    key = cache_key(
+        {"transitions": transitions_fingerprint(fields), **params, **train_kwargs, "seed": seed}
+    )
+
+    def build() -> ProbabilisticEnsemble:
+        ensemble = ProbabilisticEnsemble(data.observation_dim, data.action_dim, **params)
+        train_world_model(
+            ensemble,
+            td["observation"],
+            td["action"],
+            td["next", "observation"],
+            td["next", "reward"],
+            seed=seed,
+            progress=progress,
             **train_kwargs,
-            "seed": seed,
-        }
+        )
+        return ensemble
+
+    def fits(ensemble: ProbabilisticEnsemble) -> None:
+        if (ensemble.obs_dim, ensemble.action_dim) != (data.observation_dim, data.action_dim):
+            raise ValueError("its observation/action widths differ from the data's")
+
+    return cached(
+        cache_dir / f"{key}.pt",
+        build,
+        load=load_world_model,
+        save=save_world_model,
+        check=fits,
+        what="cached world model",
+        enabled=bool(cfg.cache),
     )
-    path = cache_dir / f"{key}.pt"
-    if cfg.cache and path.exists():
-        return load_world_model(path)
-    td = data.transitions
-    ensemble = ProbabilisticEnsemble(data.observation_dim, data.action_dim, **params)
-    train_world_model(
-        ensemble,
-        td["observation"],
-        td["action"],
-        td["next", "observation"],
-        td["next", "reward"],
-        seed=seed,
-        progress=progress,
-        **train_kwargs,
-    )
-    if cfg.cache:
-        save_world_model(path, ensemble)
-    return ensemble
 
 
 def make_termination(cfg: DictConfig) -> str | Callable:
@@ -506,15 +511,26 @@ def make_optimizers(
 
 
 def run_directory(cfg: DictConfig) -> Path:
-    """``cfg.run_dir``, else hydra's output dir of this run, else ``outputs/<exp_name>``."""
-    if cfg.get("run_dir"):
-        return Path(str(cfg.run_dir)).expanduser()
+    """``cfg.run_dir`` (one subdirectory per job in a hydra multirun), else hydra's output dir of
+    this run, else ``outputs/<exp_name>``."""
     try:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        return Path(HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
     except ValueError:  # not inside a hydra run
-        return Path("outputs") / str(cfg.logger.exp_name)
+        hydra_cfg = None
+    if cfg.get("run_dir"):
+        if hydra_cfg is None:
+            return Path(str(cfg.run_dir)).expanduser()
+        return job_run_dir(
+            Path(str(cfg.run_dir)).expanduser(),
+            multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+            overrides=list(hydra_cfg.overrides.task),
+        )
+    if hydra_cfg is not None:
+        return Path(hydra_cfg.runtime.output_dir)
+    return Path("outputs") / str(cfg.logger.exp_name)
 
 
 def is_resuming(cfg: DictConfig) -> bool:
@@ -561,10 +577,11 @@ def make_trainer(
     loss_keys: tuple[str, ...] | None = None,
 ) -> OfflineTrainer:
     """The training loop of ``cfg.train`` (schedule), ``cfg.logger`` (backend) and ``cfg.eval``
-    (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`; with
-    ``cfg.resume`` it continues from the run directory's checkpoint."""
+    (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`, which it claims
+    for this run (its resolved config is stored; a different run's directory is refused); with
+    ``cfg.resume`` it continues from the directory's checkpoint."""
     run_dir, train = run_directory(cfg), cfg.train
-    trainer = OfflineTrainer(
+    return OfflineTrainer(
         loss=loss,
         loss_keys=loss_keys,
         modules={"loss": loss},
@@ -586,7 +603,6 @@ def make_trainer(
         seed=int(cfg.seed),
         progress=bool(cfg.progress),
         stop_after_steps=train.get("stop_after_steps"),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        resume=bool(cfg.resume),
     )
-    if cfg.resume:
-        trainer.resume()
-    return trainer

@@ -24,8 +24,9 @@ from .trainer import NonFiniteLossError
 
 __all__ = ["run_example", "user_errors", "summary_line", "USER_ERRORS"]
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NonFiniteLossError)
-"""What a user can fix (a bad override, an unknown task, a missing dataset, a diverging run)."""
+USER_ERRORS = (ValueError, KeyError, OSError, NonFiniteLossError)
+"""What a user can fix (a bad override, an unknown task, a missing or unwritable file, a
+diverging run)."""
 
 
 @contextmanager

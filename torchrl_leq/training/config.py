@@ -13,10 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -25,7 +28,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["compose_config", "apply_smoke_preset", "seed_everything", "PRESET_GROUP"]
+__all__ = [
+    "compose_config",
+    "apply_smoke_preset",
+    "load_script",
+    "seed_everything",
+    "PRESET_GROUP",
+]
 
 PRESET_GROUP = "presets"
 """The config group of the smoke presets (``presets/<smoke_preset>.yaml``)."""
@@ -75,3 +84,15 @@ def seed_everything(seed: int) -> None:
 def resolved(cfg: DictConfig) -> DictConfig:
     """A resolved, writable copy of ``cfg`` (interpolations replaced by their values)."""
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+
+def load_script(path: str | os.PathLike, name: str | None = None) -> ModuleType:
+    """Import a script (``examples/leq_antmaze.py``, a benchmark) as a module; its folder goes on
+    ``sys.path``, as when the script runs (the LEQ examples share ``leq_antmaze.train``)."""
+    path = Path(path).resolve()
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name or f"{path.stem}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
