@@ -420,8 +420,9 @@ def test_value_estimator_selection():
     assert loss._value_estimator.lmbda == 0.9 and loss._value_estimator.include_current
     loss.make_value_estimator(ValueEstimators.TD0)
     assert loss._value_estimator.lmbda == 0.0 and not loss._value_estimator.include_current
-    # TD0 targets: r + γ Q(s', a') — check against the reference with λ = 0, no 0-step term.
-    loss.lmbda, loss.include_current = 0.0, False
+    # TD0 targets: r + γ Q(s', a') — check against the reference with λ = 0, no 0-step term
+    # (the reference reads γ, λ and the 0-step switch from the loss, i.e. from its estimator).
+    assert loss.lmbda == 0.0 and not loss.include_current
     batch = make_batch()
     torch.testing.assert_close(
         loss(batch)["critic_model"], reference_losses(loss, env, batch)["critic_model"].detach()
