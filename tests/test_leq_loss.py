@@ -511,3 +511,21 @@ def test_composite_networks_match_plain_modules(actor_gradient):
         torch.testing.assert_close(a[key], b[key])
     for g, w in zip(_actor_grad(plain, a["loss_actor"]), _actor_grad(composite, b["loss_actor"])):
         torch.testing.assert_close(g, w)
+
+
+def test_api_errors_name_the_argument():
+    """Shape-only checks (no host sync): action width against the critic, empty batches."""
+    env, actor, critic = make_parts()
+    loss = LEQLoss(actor, critic, env, horizon=2, validate_inputs=False)
+    batch = make_batch()
+    bad = batch.clone()
+    bad["env", "action"] = torch.zeros(6, ACT + 1, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=f"action has {ACT + 1} features, the critic expects {ACT}"
+    ):
+        loss(bad)
+    for name in ("env", "model"):
+        empty = batch.clone()
+        empty[name] = batch[name][:0]
+        with pytest.raises(ValueError, match=f"{name}_batch is empty"):
+            loss(empty)
