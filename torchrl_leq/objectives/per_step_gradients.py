@@ -91,6 +91,23 @@ def _through_policy(step: StepGraph, grad_a: Tensor) -> Tensor:
     return grad_s
 
 
+def _weighted_policy_pass(
+    step: StepGraph, grad_a: Tensor, c: Tensor, params: Sequence[Tensor]
+) -> tuple[Tensor, list[Tensor]]:
+    """One pass through π with upstream ``c · grad_a``: ``(∂π/∂s_t)ᵀ grad_a`` and the
+    step's actor-parameter gradients ``Σ_i c_i (∂π(s_i)/∂θ)ᵀ grad_a_i``."""
+    through, *step_param_grads = torch.autograd.grad(
+        step.policy_action,
+        [step.obs, *params],
+        grad_a * c,
+        retain_graph=True,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+    # c = 0 only for dead samples, whose V_t feeds nothing but their own dead steps
+    return torch.where(c != 0, through / c, 0.0), step_param_grads
+
+
 def _local_objective(
     step: StepGraph,
     t: int,
@@ -154,17 +171,8 @@ def action_gradients(
         if coef is None:
             v_next = grad_s + _through_policy(step, grad_a)
         else:
-            c = coef[:, t]
-            through, *step_param_grads = torch.autograd.grad(
-                step.policy_action,
-                [step.obs, *params],
-                grad_a * c,
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            # c = 0 only for dead samples, whose V_t feeds nothing but their own dead steps
-            v_next = grad_s + torch.where(c != 0, through / c, 0.0)
+            through, step_param_grads = _weighted_policy_pass(step, grad_a, coef[:, t], params)
+            v_next = grad_s + through
             param_grads = (
                 [a + b for a, b in zip(param_grads, step_param_grads)]
                 if param_grads
