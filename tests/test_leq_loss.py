@@ -420,8 +420,9 @@ def test_value_estimator_selection():
     assert loss._value_estimator.lmbda == 0.9 and loss._value_estimator.include_current
     loss.make_value_estimator(ValueEstimators.TD0)
     assert loss._value_estimator.lmbda == 0.0 and not loss._value_estimator.include_current
-    # TD0 targets: r + γ Q(s', a') — check against the reference with λ = 0, no 0-step term.
-    loss.lmbda, loss.include_current = 0.0, False
+    # TD0 targets: r + γ Q(s', a') — check against the reference with λ = 0, no 0-step term
+    # (the reference reads γ, λ and the 0-step switch from the loss, i.e. from its estimator).
+    assert loss.lmbda == 0.0 and not loss.include_current
     batch = make_batch()
     torch.testing.assert_close(
         loss(batch)["critic_model"], reference_losses(loss, env, batch)["critic_model"].detach()
@@ -510,3 +511,21 @@ def test_composite_networks_match_plain_modules(actor_gradient):
         torch.testing.assert_close(a[key], b[key])
     for g, w in zip(_actor_grad(plain, a["loss_actor"]), _actor_grad(composite, b["loss_actor"])):
         torch.testing.assert_close(g, w)
+
+
+def test_api_errors_name_the_argument():
+    """Shape-only checks (no host sync): action width against the critic, empty batches."""
+    env, actor, critic = make_parts()
+    loss = LEQLoss(actor, critic, env, horizon=2, validate_inputs=False)
+    batch = make_batch()
+    bad = batch.clone()
+    bad["env", "action"] = torch.zeros(6, ACT + 1, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=f"action has {ACT + 1} features, the critic expects {ACT}"
+    ):
+        loss(bad)
+    for name in ("env", "model"):
+        empty = batch.clone()
+        empty[name] = batch[name][:0]
+        with pytest.raises(ValueError, match=f"{name}_batch is empty"):
+            loss(empty)

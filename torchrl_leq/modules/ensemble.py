@@ -320,7 +320,10 @@ class ProbabilisticEnsemble(nn.Module):
         full = n - (chunk - 1) * k  # number of full slices
         if full < k:
             full_slices = torch.randperm(k, generator=generator, device=x.device) < full
-            grid = grid[(grid % chunk < chunk - 1) | full_slices[grid // chunk]]
+            keep = (grid % chunk < chunk - 1) | full_slices[grid // chunk]
+            # grid[keep] without a host sync (its n entries, ascending): a stable sort puts the
+            # kept slots first, in order; the output shape stays static (capture-ready).
+            grid = torch.argsort((~keep).to(torch.uint8), stable=True)[:n]
         slot = torch.empty_like(perm)
         slot[perm] = grid  # sample perm[q] -> the q-th free slot
         xs = x.new_zeros(k * chunk, self.in_dim).index_copy(0, slot, x)

@@ -225,7 +225,6 @@ class COMBOLoss(LossModule):
         self.real_ratio = real_ratio
         self.num_random = num_random
         self.num_qvalue_nets = num_qvalue_nets
-        self.gamma = gamma
         self.reduction = reduction
         self.validate_inputs = validate_inputs
         self.make_value_estimator(gamma=gamma)
@@ -266,16 +265,16 @@ class COMBOLoss(LossModule):
         The estimator reads an internal tensordict holding ``("next", "state_value")`` =
         min_k Q̄_k(s', a') − α·log π(a'|s'), ``("next", "reward")`` and
         ``("next", "terminated")`` (also used as ``"done"``: a 1-step target bootstraps unless
-        terminated). ``gamma`` defaults to this loss's γ.
+        terminated). ``gamma`` defaults to the current estimator's γ: the estimator is the
+        only store of γ (:attr:`gamma` reads it).
         """
         if value_type is None:
             value_type = self.default_value_estimator
         if isinstance(value_type, ValueEstimatorBase) or isinstance(value_type, type):
             super().make_value_estimator(value_type, **hyperparams)
             return self
-        hp = {"gamma": self.__dict__.get("gamma", 0.99)}
+        hp = {"gamma": 0.99 if self._value_estimator is None else self.gamma}
         hp.update(hyperparams)
-        self.gamma = float(hp["gamma"])
         dispatch_value_estimator(
             self,
             value_type,
@@ -285,6 +284,11 @@ class COMBOLoss(LossModule):
             **hp,
         )
         return self
+
+    @property
+    def gamma(self) -> float:
+        """Discount γ, read from the value estimator (its only store; a host sync on GPU)."""
+        return float(self._value_estimator.gamma)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         # The estimator reads an internal tensordict built with its own keys.

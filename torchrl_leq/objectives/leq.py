@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import wraps
+from typing import Literal, TypeVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -18,10 +19,10 @@ from torchrl.objectives.utils import hold_out_net
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._utils import call_module, check_reduction, flat_key, reduce_loss
+from .per_step_gradients import StepGraph, per_step_actor_loss
 from .value import (
     NormalizedLambdaReturnEstimator,
     _check_unit_interval,
-    _geometric_sums,
     expectile_loss,
     expectile_weight,
 )
@@ -29,6 +30,19 @@ from .value import (
 __all__ = ["LEQLoss"]
 
 ActorGradient = Literal["per_step", "backprop"]
+Metadata = dict[str, Tensor]
+_F = TypeVar("_F", bound=Callable)
+
+
+def _bound_networks(method: _F) -> _F:
+    """Run ``method`` with the online actor and critic parameters bound (once per forward)."""
+
+    @wraps(method)
+    def wrapper(self: LEQLoss, *args, **kwargs):
+        with self._online_networks():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class LEQLoss(LossModule):
@@ -50,6 +64,20 @@ class LEQLoss(LossModule):
     The critic gets gradients only from ``loss_qvalue``, the actor only from ``loss_actor``; the
     EMA (target) critic and the world model get none. Update the EMA critic with
     ``SoftUpdate(loss, eps=0.995)``.
+
+    Each term is a public method returning ``(loss, metadata)`` (TorchRL's ``IQLLoss`` style),
+    reduced with ``reduction``; :meth:`forward` runs them on one rollout and mixes them (Eq. 7):
+
+    * :meth:`imagine`: the ``[B, H+1]`` imagined rollout (the single model rollout per update);
+    * :meth:`actor_loss` (Eq. 11, with the λ-returns of Eq. 8; writes ``"value_target"``);
+    * :meth:`model_critic_loss` (Eq. 9) on the rollout's first H steps;
+    * :meth:`env_critic_loss` (Eq. 5) on D_env;
+    * :meth:`ema_loss` (Eq. 6).
+
+    γ, λ and the 0-step switch live in the value estimator only (TorchRL's rule):
+    ``make_value_estimator(gamma=0.9)`` changes the λ-returns, the D_env target, the per-step
+    critic weights γ^t and the per-step actor gradients alike; :attr:`gamma`, :attr:`lmbda` and
+    :attr:`include_current` read them from there.
 
     Input layout: a tensordict with batch size ``[]`` holding two sub-tensordicts (keys remappable
     with :meth:`set_keys`):
@@ -73,15 +101,17 @@ class LEQLoss(LossModule):
             error, a lower value is the "expectile on D_env" ablation (paper Table 18).
         beta: β ∈ [0, 1], weight of the model loss against the D_env loss.
         ema_weight: ω ≥ 0 of the EMA regulariser.
-        gamma: discount γ.
-        lmbda: λ of the λ-return.
-        include_current: include the 0-step term Q(s_t, a_t) in the λ-return (released code).
+        gamma: discount γ (builds the value estimator).
+        lmbda: λ of the λ-return (builds the value estimator).
+        include_current: include the 0-step term Q(s_t, a_t) in the λ-return (released code;
+            builds the value estimator).
         actor_gradient: ``"per_step"`` (released code: per step t the Jacobian ∂Q^λ_t/∂a_t through
             the reparameterised model, applied to ∂a_t/∂θ) or ``"backprop"`` (one backward pass
             of Σ_t w_t Q^λ_t through the whole rollout, Dreamer style).
         ema_on_model: also regularise rollout state-actions towards the EMA critic.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per sample; needs B_env == B_model).
-        validate_inputs: check inputs for NaN/inf (one host sync per input; off in benchmarks).
+        validate_inputs: check inputs for NaN/inf (one host sync per input; off in benchmarks
+            and in a captured update). Shapes are always checked (no sync).
 
     Example:
         >>> import torch
@@ -198,43 +228,71 @@ class LEQLoss(LossModule):
         self.env_tau = float(env_tau)
         self.beta = float(beta)
         self.ema_weight = float(ema_weight)
-        self.gamma = float(gamma)
-        self.lmbda = float(lmbda)
-        self.include_current = include_current
         self.actor_gradient = actor_gradient
         self.ema_on_model = ema_on_model
         self.reduction = reduction
         self.validate_inputs = validate_inputs
+        self._networks_bound = False
+        self._action_dim = int(model_env.action_spec.shape[-1])
         self.make_value_estimator(gamma=gamma, lmbda=lmbda, include_current=include_current)
 
     # ------------------------------------------------------------------ TorchRL plumbing
+    _ESTIMATOR_DEFAULTS = {"gamma": 0.997, "lmbda": 0.95, "include_current": True}
+
+    @property
+    def gamma(self) -> float | Tensor:
+        """Discount γ, read from the value estimator (its only store)."""
+        return self._value_estimator.gamma
+
+    @property
+    def lmbda(self) -> float | Tensor:
+        """λ of the λ-return, read from the value estimator."""
+        return self._value_estimator.lmbda
+
+    @property
+    def include_current(self) -> bool:
+        """Whether the λ-return includes the 0-step term, read from the value estimator."""
+        return getattr(self._value_estimator, "include_current", False)
+
     def make_value_estimator(
         self, value_type: ValueEstimators | type | ValueEstimatorBase | None = None, **hyperparams
     ) -> LEQLoss:
-        """Choose the λ-return estimator of the rollout targets.
+        """Choose the λ-return estimator: the one home of γ, λ and the 0-step switch.
 
         ``None``/``ValueEstimators.TDLambda``: :class:`NormalizedLambdaReturnEstimator` with
-        ``gamma``, ``lmbda``, ``include_current`` (defaults: this loss's values).
-        ``ValueEstimators.TD0``: the 1-step target ``r + γ Q(s', a')`` (λ = 0, no 0-step term).
-        An estimator instance or class is used as is (TorchRL's base behaviour).
+        ``gamma``, ``lmbda``, ``include_current``. ``ValueEstimators.TD0``: the 1-step target
+        ``r + γ Q(s', a')`` (λ = 0, no 0-step term). Hyperparameters not given keep the current
+        estimator's (γ always; λ and the 0-step switch unless the current one is TD0, then
+        0.95 and ``True``). An estimator instance or class is used as is (TorchRL's base
+        behaviour). Every use of γ (λ-returns, D_env target, per-step weights γ^t, per-step
+        actor gradients) reads the estimator.
+
+        Example:
+            >>> from torchrl_leq.envs.analytic import LinearQuadraticEnv
+            >>> from torchrl_leq.modules import make_leq_actor, make_leq_critic
+            >>> loss = LEQLoss(make_leq_actor(3, 2, num_cells=(8,)),
+            ...                make_leq_critic(3, 2, num_cells=(8,)), LinearQuadraticEnv(3, 2))
+            >>> loss.make_value_estimator(gamma=0.9).gamma, loss.lmbda
+            (0.9, 0.95)
         """
         if value_type is None:
             value_type = self.default_value_estimator
         if isinstance(value_type, ValueEstimatorBase) or isinstance(value_type, type):
             return super().make_value_estimator(value_type, **hyperparams)
-        params = {
-            "gamma": self.__dict__.get("gamma", 0.997),
-            "lmbda": self.__dict__.get("lmbda", 0.95),
-            "include_current": self.__dict__.get("include_current", True),
-        }
-        params.update(hyperparams)
-        if value_type == ValueEstimators.TD0:
-            params.update(lmbda=0.0, include_current=False)
-        elif value_type != ValueEstimators.TDLambda:
+        if value_type not in (ValueEstimators.TDLambda, ValueEstimators.TD0):
             raise NotImplementedError(
                 f"LEQLoss supports ValueEstimators.TDLambda and TD0 (or an estimator instance); "
                 f"got {value_type}."
             )
+        params = dict(self._ESTIMATOR_DEFAULTS)
+        current = self._value_estimator
+        if isinstance(current, NormalizedLambdaReturnEstimator):
+            params["gamma"] = current.gamma
+            if self.value_type != ValueEstimators.TD0:
+                params.update(lmbda=current.lmbda, include_current=current.include_current)
+        params.update(hyperparams)
+        if value_type == ValueEstimators.TD0:
+            params.update(lmbda=0.0, include_current=False)
         self._value_estimator = NormalizedLambdaReturnEstimator(**params)
         self.value_type = value_type
         return self
@@ -261,13 +319,21 @@ class LEQLoss(LossModule):
         """Bind the online actor and critic parameters once for a whole forward pass.
 
         ``to_module`` costs ~1 ms of Python per call on these small networks; binding once
-        instead of per network call saves ~25 calls per loss evaluation.
+        instead of per network call saves ~25 calls per loss evaluation. Re-entrant: the
+        sub-losses bind too when called on their own, and do nothing inside :meth:`forward`.
         """
+        if self._networks_bound:
+            yield
+            return
         with (
             self.actor_network_params.to_module(self.actor_network),
             self.qvalue_network_params.to_module(self.qvalue_network),
         ):
-            yield
+            self._networks_bound = True
+            try:
+                yield
+            finally:
+                self._networks_bound = False
 
     def _actor(self, obs: Tensor) -> Tensor:
         """π(s) with the bound (online) actor parameters."""
@@ -294,41 +360,36 @@ class LEQLoss(LossModule):
                 q = call_module(self.qvalue_network, inputs, k.state_action_value, n)
         return q.reshape(*lead, q.shape[-1])
 
+    def _trainable_actor_params(self) -> list[Tensor]:
+        return [p for p in self.actor_network_params.values(True, True) if p.requires_grad]
+
     # ------------------------------------------------------------------ inputs
-    def _split_and_check(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+    def _sub_batch(
+        self, tensordict: TensorDictBase, name: str, key: NestedKey, required: list[NestedKey]
+    ) -> TensorDictBase:
+        """The sub-tensordict at ``key``: present, with the ``required`` keys, ``[B]``, B ≥ 1."""
+        sub = tensordict.get(key, None)
+        if sub is None:
+            raise KeyError(
+                f"LEQLoss: input tensordict has no {name} sub-tensordict at {key!r} "
+                f"(found {list(tensordict.keys())}); pass TensorDict(env=..., model=..., "
+                "batch_size=[]) or remap with set_keys."
+            )
+        present = set(sub.keys(include_nested=True, leaves_only=True))
+        for req in required:
+            if req not in present:
+                raise KeyError(f"LEQLoss: {name} {key!r} is missing the key {req!r}.")
+        if sub.batch_dims != 1:
+            raise ValueError(
+                f"LEQLoss: {name} must have a 1-d batch size [B], got {tuple(sub.batch_size)}."
+            )
+        if sub.batch_size[0] == 0:
+            raise ValueError(f"LEQLoss: {name} is empty (B = 0); both batches need B >= 1.")
+        return sub
+
+    def _check_shapes(self, env_td: TensorDictBase, model_td: TensorDictBase) -> None:
+        """Feature widths and reward/termination shapes (shapes only: no host sync)."""
         k = self.tensor_keys
-        batches = []
-        for name, key, required in (
-            (
-                "env_batch",
-                k.env_batch,
-                [
-                    k.observation,
-                    k.action,
-                    ("next", k.observation),
-                    ("next", k.reward),
-                    ("next", k.terminated),
-                ],
-            ),
-            ("model_batch", k.model_batch, [k.observation]),
-        ):
-            sub = tensordict.get(key, None)
-            if sub is None:
-                raise KeyError(
-                    f"LEQLoss: input tensordict has no {name} sub-tensordict at {key!r} "
-                    f"(found {list(tensordict.keys())}); pass TensorDict(env=..., model=..., "
-                    "batch_size=[]) or remap with set_keys."
-                )
-            present = set(sub.keys(include_nested=True, leaves_only=True))
-            for req in required:
-                if req not in present:
-                    raise KeyError(f"LEQLoss: {name} {key!r} is missing the key {req!r}.")
-            if sub.batch_dims != 1:
-                raise ValueError(
-                    f"LEQLoss: {name} must have a 1-d batch size [B], got {tuple(sub.batch_size)}."
-                )
-            batches.append(sub)
-        env_td, model_td = batches
         obs_dim = env_td.get(k.observation).shape[-1]
         for name, x in (
             ("env next observation", env_td.get(("next", k.observation))),
@@ -338,6 +399,12 @@ class LEQLoss(LossModule):
                 raise ValueError(
                     f"LEQLoss: {name} has {x.shape[-1]} features, env observation has {obs_dim}."
                 )
+        act_dim = env_td.get(k.action).shape[-1]
+        if act_dim != self._action_dim:
+            raise ValueError(
+                f"LEQLoss: action has {act_dim} features, the critic expects {self._action_dim} "
+                "(the model env's action width)."
+            )
         for key in (("next", k.reward), ("next", k.terminated)):
             shape = env_td.get(key).shape
             if shape not in (env_td.batch_size, (*env_td.batch_size, 1)):
@@ -349,6 +416,13 @@ class LEQLoss(LossModule):
                 "LEQLoss with reduction='none' returns per-sample losses and needs "
                 f"B_env == B_model, got {env_td.batch_size[0]} and {model_td.batch_size[0]}."
             )
+
+    def _split_and_check(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        k = self.tensor_keys
+        env_keys = [k.observation, k.action, *(("next", key) for key in self._next_keys())]
+        env_td = self._sub_batch(tensordict, "env_batch", k.env_batch, env_keys)
+        model_td = self._sub_batch(tensordict, "model_batch", k.model_batch, [k.observation])
+        self._check_shapes(env_td, model_td)
         if self.validate_inputs and not torch.compiler.is_compiling():
             for name, sub in (("env", env_td), ("model", model_td)):
                 for key, val in sub.items(include_nested=True, leaves_only=True):
@@ -356,60 +430,71 @@ class LEQLoss(LossModule):
                         raise ValueError(f"LEQLoss: NaN or inf in {name} batch key {key!r}.")
         return env_td, model_td
 
-    # ------------------------------------------------------------------ rollout
-    def _imagine(self, start: TensorDictBase, per_step: bool) -> dict[str, Any]:
-        """Roll the actor H steps in the model env; stack observations/actions over t = 0..H.
-
-        The model env's own reward key and ``"terminated"`` are read (``set_keys`` remaps the
-        D_env batch, not the env's outputs).
-
-        With ``per_step`` (per-step actor gradients), every step gets a graph of its own:
-        ``s_t`` and ``a_t`` are fresh leaves, the policy output ``π(s_t)`` (with the actor's
-        parameter graph), ``Q(s_t, a_t)`` (with the critic's), ``r_t`` and ``s_{t+1}`` are recorded
-        under ``"steps"``, so that ∂Q^λ_t/∂a_t can be computed by one backward sweep
-        (:meth:`_per_step_action_grads`) and the same forward passes serve the actor surrogate and
-        the critic's model loss (no second pass over the rollout).
-        """
+    def _next_keys(self) -> tuple[NestedKey, ...]:
         k = self.tensor_keys
-        env = self.model_env
-        td = env.reset(start.select(k.observation))
+        return (k.observation, k.reward, k.terminated)
+
+    # ------------------------------------------------------------------ the rollout
+    @_bound_networks
+    def imagine(self, model_batch: TensorDictBase) -> tuple[TensorDictBase, list[StepGraph]]:
+        """Roll the actor H steps in the model env from D_model start states (Alg. 1, l. 14).
+
+        Returns the ``[B, H+1]`` rollout (keys as in ``tensor_keys``): ``observation`` s_t and
+        ``action`` a_t = π(s_t) for t = 0..H, ``"alive"`` (1 until the first termination),
+        ``("next", reward)`` r_t and ``("next", terminated)`` for t < H (0 and ``False`` at
+        t = H, where no step is taken); with ``actor_gradient="per_step"`` also
+        ``state_action_value`` Q(s_t, a_t) (critic graph on leaf inputs), and the per-step
+        graphs (:class:`~torchrl_leq.objectives.per_step_gradients.StepGraph`, an empty list
+        with ``"backprop"``): the same forward passes then serve the per-step actor gradient and
+        the critic's model loss. The model env is held out of the graph (``hold_out_net``);
+        its own reward key and ``"terminated"`` are read (``set_keys`` remaps the batches).
+        """
+        k, env, per_step = self.tensor_keys, self.model_env, self.actor_gradient == "per_step"
         observations, actions, rewards, terminated, alive, steps = [], [], [], [], [], []
-        alive_t = torch.ones_like(start.get(k.observation)[..., :1])
-        for t in range(self.horizon + 1):
-            if per_step:
-                td.set(k.observation, td.get(k.observation).detach().requires_grad_(True))
-            obs = td.get(k.observation)
-            action = self._actor(obs)
-            if per_step:
-                policy_action, action = action, action.detach().requires_grad_(True)
-                q = self._q(obs, action)
-                steps.append({"obs": obs, "action": action, "policy_action": policy_action, "q": q})
-            observations.append(obs)
-            actions.append(action)
-            alive.append(alive_t)
-            if t == self.horizon:
-                break
-            td.set(k.action, action)
-            nxt = env.step(td).get("next")
-            reward = nxt.get(env.reward_key)
-            term = nxt.get("terminated").reshape(reward.shape).bool()
-            if per_step:
-                steps[-1].update(reward=reward, next_obs=nxt.get(k.observation))
-            rewards.append(reward)
-            terminated.append(term)
-            alive_t = alive_t * (~term).to(alive_t.dtype)
-            td = nxt.exclude(env.reward_key, *env.done_keys)
-        return {
-            "observation": torch.stack(observations, 1),  # [B, H+1, obs]
-            "action": torch.stack(actions, 1),  # [B, H+1, act]
-            "reward": torch.stack(rewards, 1),  # [B, H, 1]
-            "terminated": torch.stack(terminated, 1),  # [B, H, 1]
-            "alive": torch.stack(alive, 1),  # [B, H+1, 1]
-            "steps": steps,
-        }
+        alive_t = torch.ones_like(model_batch.get(k.observation)[..., :1])
+        with hold_out_net(env):
+            td = env.reset(model_batch.select(k.observation))
+            for t in range(self.horizon + 1):
+                if per_step:
+                    td.set(k.observation, td.get(k.observation).detach().requires_grad_(True))
+                obs = td.get(k.observation)
+                action = self._actor(obs)
+                if per_step:
+                    policy_action, action = action, action.detach().requires_grad_(True)
+                    steps.append(StepGraph(obs, action, policy_action, self._q(obs, action)))
+                observations.append(obs)
+                actions.append(action)
+                alive.append(alive_t)
+                if t == self.horizon:
+                    break
+                td.set(k.action, action)
+                nxt = env.step(td).get("next")
+                reward = nxt.get(env.reward_key)
+                term = nxt.get("terminated").reshape(reward.shape).bool()
+                if per_step:
+                    steps[-1].reward, steps[-1].next_obs = reward, nxt.get(k.observation)
+                rewards.append(reward)
+                terminated.append(term)
+                alive_t = alive_t * (~term).to(alive_t.dtype)
+                td = nxt.exclude(env.reward_key, *env.done_keys)
+        rewards.append(torch.zeros_like(rewards[-1]))
+        terminated.append(torch.zeros_like(terminated[-1]))
+        rollout = TensorDict(
+            {
+                k.observation: torch.stack(observations, 1),
+                k.action: torch.stack(actions, 1),
+                "alive": torch.stack(alive, 1),
+            },
+            batch_size=(*model_batch.batch_size, self.horizon + 1),
+        )
+        rollout.set(("next", *_tuple(k.reward)), torch.stack(rewards, 1))
+        rollout.set(("next", *_tuple(k.terminated)), torch.stack(terminated, 1))
+        if per_step:
+            rollout.set(k.state_action_value, torch.stack([step.q for step in steps], 1))
+        return rollout, steps
 
     def _lambda_returns(self, q: Tensor, reward: Tensor, terminated: Tensor) -> Tensor:
-        """Q^λ_t for t = 0..H (the last is Q(s_H, a_H)) from Q over t = 0..H."""
+        """Q^λ_t for t = 0..H (the last is Q(s_H, a_H)) from Q over t = 0..H (Eq. 8)."""
         keys = self._value_estimator.tensor_keys
         td = TensorDict(
             {
@@ -425,240 +510,204 @@ class LEQLoss(LossModule):
         w = expectile_weight(q - lambda_return, self.actor_tau)
         return torch.cat([w[:, :-1], torch.full_like(w[:, -1:], 0.5)], 1)
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Compute ``loss_actor``, ``loss_qvalue`` and diagnostics (see class docstring)."""
-        env_td, model_td = self._split_and_check(tensordict)
-        per_step = self.actor_gradient == "per_step"
-        with self._online_networks():
-            return self._losses(env_td, model_td, per_step)
-
-    def _losses(
-        self, env_td: TensorDictBase, model_td: TensorDictBase, per_step: bool
-    ) -> TensorDictBase:
-        k = self.tensor_keys
-        with hold_out_net(self.model_env):
-            rollout = self._imagine(model_td, per_step)
-            if per_step:
-                q_rollout = torch.stack([step["q"] for step in rollout["steps"]], 1)
-                q_actor = q_rollout.detach()
-            obs, act = rollout["observation"], rollout["action"]
-            reward, terminated, alive = rollout["reward"], rollout["terminated"], rollout["alive"]
-            if not per_step:
-                # Q with frozen critic: gradients reach the actor only (through actions/states).
-                q_actor = self._q(obs, act, self.qvalue_network_params.detach())
-            lambda_return = self._lambda_returns(q_actor, reward, terminated)  # [B, H+1, 1]
-            weights = self._actor_weights(q_actor.detach(), lambda_return.detach()) * alive
-            injected = None
-            if per_step and self.reduction != "none" and torch.is_grad_enabled():
-                # ∂loss_actor/∂θ is accumulated during the sweep (see _per_step_action_grads).
-                coef = -weights if self.reduction == "sum" else -weights / weights.shape[0]
-                actor_params = self._trainable_actor_params()
-                injected = self._per_step_action_grads(
-                    rollout["steps"], terminated, coef, actor_params
-                )[1]
-                objective = lambda_return.detach()
-            elif per_step:
-                grads = self._per_step_action_grads(rollout["steps"], terminated)[0]
-                policy_action = torch.stack([step["policy_action"] for step in rollout["steps"]], 1)
-                surrogate = (grads * (policy_action - policy_action.detach())).sum(-1, keepdim=True)
-                objective = lambda_return.detach() + surrogate
-            else:
-                objective = lambda_return
-            actor_per_sample = -(weights * objective).sum(dim=(1, 2))
-
-        # ---- critic: model term (Eq. 9) on t = 0..H-1, weights γ^t·alive_t.
-        obs_c, act_c = obs[:, :-1].detach(), act[:, :-1].detach()
-        if per_step:
-            # The rollout's Q(s_t, a_t) on leaf inputs: its backward reaches the critic only.
-            q_model = q_rollout[:, :-1]
-        else:
-            q_model = self._q(obs_c, act_c)
-        target_model = lambda_return[:, :-1].detach()
+    def _step_weights(self, transitions: TensorDictBase) -> Tensor:
+        """Per-step critic weights γ^t·alive_t ``[B, H, 1]`` (released code)."""
+        alive = transitions.get("alive").detach()
         discounts = self.gamma ** torch.arange(
-            self.horizon, dtype=q_model.dtype, device=q_model.device
+            alive.shape[1], dtype=alive.dtype, device=alive.device
         )
-        step_w = alive[:, :-1].detach() * discounts.view(1, -1, 1)
-        model_per_sample = (step_w * expectile_loss(q_model - target_model, self.tau)).mean(
-            dim=(1, 2)
-        )
+        return alive * discounts.view(1, -1, 1)
 
-        # ---- critic: D_env term (Eq. 5), ½ squared one-step TD error.
-        obs_e, act_e = env_td.get(k.observation), env_td.get(k.action)
-        next_obs = env_td.get(("next", k.observation))
-        r_e = env_td.get(("next", k.reward))
-        term_e = env_td.get(("next", k.terminated))
-        r_e = r_e.reshape(*env_td.batch_size, 1).to(obs_e.dtype)
-        not_term = (~term_e.reshape(*env_td.batch_size, 1).bool()).to(obs_e.dtype)
-        with torch.no_grad():
-            next_action = self._actor(next_obs)
-            target_env = r_e + self.gamma * not_term * self._q(next_obs, next_action)
-        q_env = self._q(obs_e, act_e)
-        # expectile 0.5 is Eq. 5's ½ squared error; env_tau < 0.5 is the "expectile on D_env" ablation
-        env_per_sample = expectile_loss(q_env - target_env, self.env_tau).squeeze(-1)
+    def _rollout_q(self, transitions: TensorDictBase) -> Tensor:
+        """Online Q(s_t, a_t) on detached rollout inputs: the rollout's own (per-step path) or
+        computed once and stored in ``transitions``."""
+        k = self.tensor_keys
+        q = transitions.get(k.state_action_value, None)
+        if q is None:
+            obs, act = transitions.get(k.observation), transitions.get(k.action)
+            q = self._q(obs.detach(), act.detach())
+            transitions.set(k.state_action_value, q)
+        return q
 
-        # ---- critic: EMA regulariser (Eq. 6).
-        with torch.no_grad(), self.target_qvalue_network_params.to_module(self.qvalue_network):
-            q_env_ema = self._q(obs_e, act_e)
-            q_model_ema = self._q(obs_c, act_c) if self.ema_on_model else None
-        ema_env = (q_env - q_env_ema).pow(2).squeeze(-1)
-        if q_model_ema is not None:
-            ema_model = (step_w * (q_model - q_model_ema).pow(2)).mean(dim=(1, 2))
-            ema_per_sample = (self.beta, ema_model), (1 - self.beta, ema_env)
+    def _env_q(self, env_batch: TensorDictBase) -> Tensor:
+        """Online Q(s, a) on D_env, as stored by :meth:`env_critic_loss` (computed if absent)."""
+        k = self.tensor_keys
+        q = env_batch.get(_ENV_Q, None)
+        if q is None:
+            q = self._q(env_batch.get(k.observation), env_batch.get(k.action))
+            env_batch.set(_ENV_Q, q)
+        return q
+
+    # ------------------------------------------------------------------ the losses
+    @_bound_networks
+    def actor_loss(
+        self, rollout: TensorDictBase, steps: list[StepGraph] | tuple = ()
+    ) -> tuple[Tensor, Metadata]:
+        r"""Eq. 11: ``-Σ_t |τ - 1(Q(s_t,a_t) > Q^λ_t)| · alive_t · Q^λ_t``, t = 0..H (½ at H).
+
+        Q^λ_t (Eq. 8, the value estimator) is built from the online critic. With
+        ``actor_gradient="backprop"`` the critic is evaluated with frozen parameters on the
+        rollout and the gradient reaches the actor through the whole rollout; with
+        ``"per_step"`` the rollout's own Q is used and the gradient is the released code's
+        per-step one (:mod:`~torchrl_leq.objectives.per_step_gradients`; needs ``steps`` from
+        :meth:`imagine`). Writes the detached λ-returns to ``rollout["value_target"]``, the
+        targets of :meth:`model_critic_loss`.
+
+        Returns the reduced loss and ``lambda_return_mean``, ``lower_expectile_fraction``.
+        """
+        k = self.tensor_keys
+        obs, act, alive = rollout.get(k.observation), rollout.get(k.action), rollout.get("alive")
+        reward = rollout.get(("next", k.reward))[:, :-1]
+        terminated = rollout.get(("next", k.terminated))[:, :-1]
+        per_step = self.actor_gradient == "per_step"
+        if per_step and len(steps) != rollout.shape[1]:
+            raise ValueError(
+                "LEQLoss.actor_loss with actor_gradient='per_step' needs the step graphs that "
+                "imagine() returns with the rollout."
+            )
+        if per_step:
+            q = rollout.get(k.state_action_value).detach()
         else:
-            ema_per_sample = ((1.0, ema_env),)
-
-        red = self.reduction
-        if red == "none":
-            loss_qvalue = (
-                self.beta * model_per_sample
-                + (1 - self.beta) * env_per_sample
-                + self.ema_weight * sum(c * v for c, v in ema_per_sample)
+            # Q with frozen critic: gradients reach the actor only (through actions/states).
+            q = self._q(obs, act, self.qvalue_network_params.detach())
+        lambda_return = self._lambda_returns(q, reward, terminated)  # [B, H+1, 1]
+        target = lambda_return.detach()
+        weights = self._actor_weights(q.detach(), target) * alive
+        rollout.set("value_target", target)
+        if per_step:
+            loss = per_step_actor_loss(
+                steps,
+                terminated,
+                weights,
+                target,
+                self._value_estimator,
+                self.reduction,
+                self._trainable_actor_params(),
             )
         else:
-            loss_qvalue = (
-                self.beta * reduce_loss(model_per_sample, red)
-                + (1 - self.beta) * reduce_loss(env_per_sample, red)
-                + self.ema_weight * sum(c * reduce_loss(v, red) for c, v in ema_per_sample)
-            )
-        loss_actor = reduce_loss(actor_per_sample, red)
-        if injected is not None:
-            loss_actor = _WithParamGrads.apply(loss_actor, injected, *actor_params)
-
+            loss = reduce_loss(-(weights * lambda_return).sum(dim=(1, 2)), self.reduction)
         with torch.no_grad():
             alive_steps = alive[:, :-1]
             n_alive = alive_steps.sum().clamp_min(1.0)
-            lower = (q_actor[:, :-1] > lambda_return[:, :-1]).to(alive.dtype) * alive_steps
-            diagnostics = {
-                "critic_env": env_per_sample.mean(),
-                "critic_model": model_per_sample.mean(),
-                "critic_ema": sum(c * v.mean() for c, v in ema_per_sample),
-                "q_env_mean": q_env.mean(),
+            lower = (q[:, :-1] > lambda_return[:, :-1]).to(alive.dtype) * alive_steps
+            metadata = {
                 "lambda_return_mean": (lambda_return[:, :-1] * alive_steps).sum() / n_alive,
                 "lower_expectile_fraction": lower.sum() / n_alive,
+            }
+        return loss, metadata
+
+    @_bound_networks
+    def model_critic_loss(self, transitions: TensorDictBase) -> tuple[Tensor, Metadata]:
+        """Eq. 9: lower-expectile (τ) regression of Q(s_t, a_t) on sg(Q^λ_t), t = 0..H-1.
+
+        ``transitions`` is ``rollout[:, :-1]`` after :meth:`actor_loss` (which wrote
+        ``"value_target"``). Per-step weights γ^t·alive_t (released code), mean over the H
+        steps, then ``reduction`` over the batch. Stores Q(s_t, a_t) in ``transitions``
+        (for :meth:`ema_loss`) where the rollout did not already carry it.
+
+        Returns the loss and ``critic_model`` (the per-sample mean).
+        """
+        target = transitions.get("value_target", None)
+        if target is None:
+            raise KeyError(
+                "LEQLoss.model_critic_loss: the transitions have no 'value_target'; run "
+                "actor_loss on the rollout first."
+            )
+        q = self._rollout_q(transitions)
+        weighted = self._step_weights(transitions) * expectile_loss(q - target, self.tau)
+        per_sample = weighted.mean(dim=(1, 2))
+        return reduce_loss(per_sample, self.reduction), {"critic_model": per_sample.detach().mean()}
+
+    @_bound_networks
+    def env_critic_loss(self, env_batch: TensorDictBase) -> tuple[Tensor, Metadata]:
+        """Eq. 5 (with Eq. 3's target): ``expectile(Q(s, a) − sg(r + γ (1 − d) Q(s', π(s'))))``.
+
+        Expectile ``env_tau`` = 0.5 is Eq. 5's ½ squared one-step TD error (the target uses the
+        online critic, as the released code does); a lower ``env_tau`` is the "expectile on
+        D_env" ablation. Stores Q(s, a) in ``env_batch`` for :meth:`ema_loss`.
+
+        Returns the reduced loss and ``critic_env`` (per-sample mean), ``q_env_mean``.
+        """
+        k = self.tensor_keys
+        obs = env_batch.get(k.observation)
+        next_obs = env_batch.get(("next", k.observation))
+        batch = env_batch.batch_size
+        reward = env_batch.get(("next", k.reward)).reshape(*batch, 1).to(obs.dtype)
+        not_term = (~env_batch.get(("next", k.terminated)).reshape(*batch, 1).bool()).to(obs.dtype)
+        with torch.no_grad():
+            next_action = self._actor(next_obs)
+            target = reward + self.gamma * not_term * self._q(next_obs, next_action)
+        env_batch.set(_ENV_Q, self._q(obs, env_batch.get(k.action)))
+        q = env_batch.get(_ENV_Q)
+        per_sample = expectile_loss(q - target, self.env_tau).squeeze(-1)
+        metadata = {"critic_env": per_sample.detach().mean(), "q_env_mean": q.detach().mean()}
+        return reduce_loss(per_sample, self.reduction), metadata
+
+    @_bound_networks
+    def ema_loss(
+        self, env_batch: TensorDictBase, transitions: TensorDictBase
+    ) -> tuple[Tensor, Metadata]:
+        """Eq. 6: squared distance of the online critic to the EMA critic Q̄.
+
+        On D_env and, with ``ema_on_model`` (released code), on the rollout's state-actions
+        (weights γ^t·alive_t), the two mixed with β like the critic terms:
+        ``β·L_EMA,model + (1 − β)·L_EMA,env``; only the D_env term otherwise. Reuses the online Q
+        stored by :meth:`env_critic_loss` / :meth:`model_critic_loss` (computed if absent).
+
+        Returns the reduced loss and ``critic_ema`` (the per-sample means, mixed).
+        """
+        k = self.tensor_keys
+        q_env = self._env_q(env_batch)
+        obs, act = transitions.get(k.observation).detach(), transitions.get(k.action).detach()
+        with torch.no_grad(), self.target_qvalue_network_params.to_module(self.qvalue_network):
+            q_env_ema = self._q(env_batch.get(k.observation), env_batch.get(k.action))
+            q_model_ema = self._q(obs, act) if self.ema_on_model else None
+        ema_env = (q_env - q_env_ema).pow(2).squeeze(-1)
+        if q_model_ema is None:
+            parts = ((1.0, ema_env),)
+        else:
+            diff = self._rollout_q(transitions) - q_model_ema
+            ema_model = (self._step_weights(transitions) * diff.pow(2)).mean(dim=(1, 2))
+            parts = ((self.beta, ema_model), (1 - self.beta, ema_env))
+        loss = sum(c * reduce_loss(v, self.reduction) for c, v in parts)
+        return loss, {"critic_ema": sum(c * v.detach().mean() for c, v in parts)}
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``loss_actor``, ``loss_qvalue`` = β·L_model + (1−β)·L_env + ω·L_EMA (Eq. 7) and the
+        diagnostics, from one imagined rollout (see the class docstring)."""
+        env_td, model_td = self._split_and_check(tensordict)
+        env_td = env_td.copy()  # env_critic_loss stores Q(s, a) in it
+        with self._online_networks():
+            rollout, steps = self.imagine(model_td)
+            loss_actor, meta_actor = self.actor_loss(rollout, steps)
+            transitions = rollout[:, :-1]
+            loss_model, meta_model = self.model_critic_loss(transitions)
+            loss_env, meta_env = self.env_critic_loss(env_td)
+            loss_ema, meta_ema = self.ema_loss(env_td, transitions)
+        loss_qvalue = (
+            self.beta * loss_model + (1 - self.beta) * loss_env + self.ema_weight * loss_ema
+        )
+        with torch.no_grad():
+            alive, alive_steps = rollout.get("alive"), transitions.get("alive")
+            n_alive = alive_steps.sum().clamp_min(1.0)
+            reward = transitions.get(("next", self.tensor_keys.reward))
+            rollout_meta = {
                 "rollout_alive_fraction": alive[:, 1:].mean(),
                 "model_reward_mean": (reward * alive_steps).sum() / n_alive,
             }
+        metadata = {**meta_env, **meta_model, **meta_ema, **meta_actor, **rollout_meta}
         return TensorDict(
-            {"loss_actor": loss_actor, "loss_qvalue": loss_qvalue, **diagnostics}, batch_size=[]
+            {
+                "loss_actor": loss_actor,
+                "loss_qvalue": loss_qvalue,
+                **{key: metadata[key] for key in self.diagnostic_keys},
+            },
+            batch_size=[],
         )
 
-    def _per_step_action_grads(
-        self,
-        steps: list[dict[str, Tensor]],
-        terminated: Tensor,
-        coef: Tensor | None = None,
-        params: Sequence[Tensor] = (),
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """∂Q^λ_t/∂a_t for every t = 0..H (the Jacobian's diagonal blocks) in one backward sweep.
 
-        With ``V_t = ∇_{s_t} Q^λ_t`` (the total derivative, through ``a_t = π(s_t)`` and every
-        later step), the λ-return recursion makes both ``∂Q^λ_t/∂a_t`` and ``V_t`` the gradients
-        of one scalar per model step ``(s_t, a_t) -> (r_t, s_{t+1})``:
-        ``F_t = local_t(Q_t, r_t) + c_t · <sg(V_{t+1}), s_{t+1}>`` — H+1 small backward passes
-        through one step each, instead of H+1 passes through the whole rollout. Without the
-        0-step term, Q^λ_t also depends on ``Q_{t+1}`` directly, which adds
-        ``W_t = ∇_{s_t} Q(s_t, π(s_t))``. Samples are independent, so the batch sums give every
-        sample's own gradient.
-
-        With ``coef`` ``[B, H+1, 1]`` (the actor loss's per-sample weight of each surrogate term,
-        zero exactly where a sample is dead), the pass through π that gives ``V_t`` also yields
-        the actor-loss gradient ``Σ_t Σ_i coef_it (∂π(s_it)/∂θ)ᵀ ∂Q^λ_it/∂a_it``, returned for
-        each of the actor ``params`` (saves a second backward through π).
-
-        Returns ``(grads [B, H+1, act], actor parameter gradients or ())``.
-        """
-        est = self._value_estimator
-        if not isinstance(est, NormalizedLambdaReturnEstimator):
-            raise TypeError(
-                "actor_gradient='per_step' needs the NormalizedLambdaReturnEstimator; use "
-                "actor_gradient='backprop' with a custom value estimator."
-            )
-        gamma, lmbda, current = est.gamma, est.lmbda, est.include_current
-        horizon = len(steps) - 1
-        sums = _geometric_sums(lmbda, horizon + 2)
-        not_term = (~terminated).to(steps[0]["q"].dtype)
-        param_grads: list[Tensor] = []
-        grads: list[Tensor] = []
-        v_next = w_next = None
-        for t in reversed(range(horizon + 1)):
-            step = steps[t]
-            q = step["q"]
-            left = horizon - t
-            if t == horizon:
-                objective = q.sum()
-            elif current:
-                local = (q + lmbda * sums[left] * step["reward"]) / sums[left + 1]
-                coef_t = lmbda * sums[left] * gamma / sums[left + 1]
-                objective = (
-                    local.sum() + (coef_t * not_term[:, t] * v_next * step["next_obs"]).sum()
-                )
-            else:
-                lmbda_t = lmbda * sums[left - 1] / sums[left]
-                direction = (1 - lmbda_t) * w_next + lmbda_t * v_next
-                objective = (
-                    step["reward"].sum()
-                    + (gamma * not_term[:, t] * direction * step["next_obs"]).sum()
-                )
-            # Graphs are kept: Q's serves the critic loss (and π's the actor surrogate).
-            grad_s, grad_a = torch.autograd.grad(
-                objective, [step["obs"], step["action"]], retain_graph=True
-            )
-            grads.insert(0, grad_a)
-            if coef is None:
-                v_next = grad_s + self._through_policy(step, grad_a)
-            else:
-                c = coef[:, t]
-                through, *step_param_grads = torch.autograd.grad(
-                    step["policy_action"],
-                    [step["obs"], *params],
-                    grad_a * c,
-                    retain_graph=True,
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-                # c = 0 only for dead samples, whose V_t feeds nothing but their own dead steps
-                v_next = grad_s + torch.where(c != 0, through / c, 0.0)
-                param_grads = (
-                    [a + b for a, b in zip(param_grads, step_param_grads)]
-                    if param_grads
-                    else step_param_grads
-                )
-            if not current and t > 0:
-                if t == horizon:
-                    w_next = v_next
-                else:
-                    grad_s, grad_a = torch.autograd.grad(
-                        q.sum(), [step["obs"], step["action"]], retain_graph=True
-                    )
-                    w_next = grad_s + self._through_policy(step, grad_a)
-        return torch.stack(grads, 1), tuple(param_grads)
-
-    @staticmethod
-    def _through_policy(step: dict[str, Tensor], grad_a: Tensor) -> Tensor:
-        """``(∂π(s_t)/∂s_t)ᵀ grad_a``: the part of ``d F/d s_t`` that goes through ``a_t = π(s_t)``."""
-        (grad_s,) = torch.autograd.grad(
-            step["policy_action"], step["obs"], grad_a, retain_graph=True
-        )
-        return grad_s
-
-    def _trainable_actor_params(self) -> list[Tensor]:
-        return [p for p in self.actor_network_params.values(True, True) if p.requires_grad]
+_ENV_Q = "_leq_online_state_action_value"
 
 
-class _WithParamGrads(torch.autograd.Function):
-    """``value`` whose gradient w.r.t. the actor parameters was computed in the forward pass.
-
-    ``apply(value, grads, *params)`` returns ``value``; backward hands ``upstream · grads`` to
-    ``params`` (computed by :meth:`LEQLoss._per_step_action_grads`). ``value`` itself carries no
-    gradient (it is built from detached λ-returns and weights).
-    """
-
-    @staticmethod
-    def forward(ctx, value: Tensor, grads: tuple[Tensor, ...], *params: Tensor) -> Tensor:
-        ctx.grads = grads
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, upstream: Tensor) -> tuple[Tensor | None, ...]:
-        return (None, None, *(upstream * g for g in ctx.grads))
+def _tuple(key: NestedKey) -> tuple:
+    return key if isinstance(key, tuple) else (key,)

@@ -8,10 +8,11 @@ import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
-from torchrl.objectives import LossModule
+from torchrl.objectives import LossModule, ValueEstimators
+from torchrl.objectives.value import ValueEstimatorBase
 
 from ._utils import check_reduction, reduce_loss
-from .value import _check_unit_interval
+from .value import NormalizedLambdaReturnEstimator, _check_unit_interval
 
 __all__ = ["BCLoss", "FQELoss"]
 
@@ -73,7 +74,8 @@ class FQELoss(LossModule):
     ``loss_qvalue = (Q(s,a) - sg(r + γ (1 - terminated) Q(s', π(s'))))² + ω (Q(s,a) - Q̄(s,a))²``,
     the target using the online critic (as the released code does) and ``Q̄`` the EMA critic
     (``SoftUpdate``). Algorithm 2's printed target drops γ and the termination mask; we keep
-    both (the released code does).
+    both (the released code does). The target comes from the value estimator (TD0, the only
+    store of γ): ``make_value_estimator(gamma=g)`` equals a fresh ``FQELoss(gamma=g)``.
 
     Example:
         >>> from tensordict import TensorDict
@@ -99,6 +101,7 @@ class FQELoss(LossModule):
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
     out_keys = ["loss_qvalue", "fqe_td_error", "q_mean"]
+    default_value_estimator = ValueEstimators.TD0
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
     target_actor_network_params: TensorDictParams
@@ -122,13 +125,51 @@ class FQELoss(LossModule):
         super().__init__()
         self.convert_to_functional(actor_network, "actor_network", create_target_params=False)
         self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
-        self.gamma, self.ema_weight, self.reduction = float(gamma), float(ema_weight), reduction
+        self.ema_weight, self.reduction = float(ema_weight), reduction
+        self.make_value_estimator(gamma=gamma)
+
+    @property
+    def gamma(self) -> float:
+        """Discount γ, read from the value estimator (its only store)."""
+        return self._value_estimator.gamma
+
+    def make_value_estimator(
+        self, value_type: ValueEstimators | type | ValueEstimatorBase | None = None, **hyperparams
+    ) -> FQELoss:
+        """TD0 target ``r + γ (1 - terminated) Q(s', π(s'))``: the normalized λ-return
+        estimator with λ = 0 and no 0-step term. ``gamma`` defaults to the current one. An
+        estimator instance or class is used as is (TorchRL's base behaviour)."""
+        if value_type is None:
+            value_type = self.default_value_estimator
+        if isinstance(value_type, ValueEstimatorBase) or isinstance(value_type, type):
+            return super().make_value_estimator(value_type, **hyperparams)
+        if value_type != ValueEstimators.TD0:
+            raise NotImplementedError(f"FQELoss supports ValueEstimators.TD0; got {value_type}.")
+        hp = {"gamma": 0.997 if self._value_estimator is None else self.gamma}
+        hp.update(hyperparams, lmbda=0.0, include_current=False)
+        self._value_estimator = NormalizedLambdaReturnEstimator(**hp)
+        self.value_type = value_type
+        return self
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        # The estimator reads an internal [B, 1] tensordict built with its own keys.
+        pass
 
     def _q(self, obs: torch.Tensor, act: torch.Tensor, params: TensorDictBase) -> torch.Tensor:
         k = self.tensor_keys
         td = TensorDict({k.observation: obs, k.action: act}, obs.shape[:-1])
         with params.to_module(self.qvalue_network):
             return self.qvalue_network(td).get(k.state_action_value)
+
+    def _td0_target(
+        self, reward: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor
+    ) -> torch.Tensor:
+        """``r + γ (1 - terminated) Q(s', π(s'))`` ``[B, 1]`` from the value estimator."""
+        keys = self._value_estimator.tensor_keys
+        step = {keys.value: next_q, keys.reward: reward, keys.terminated: terminated}
+        batch = [*reward.shape[:-1], 1]  # a one-step "trajectory" per sample
+        td = TensorDict({"next": {key: v.unsqueeze(-2) for key, v in step.items()}}, batch)
+        return self._value_estimator.value_estimate(td).squeeze(-2)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         k = self.tensor_keys
@@ -147,15 +188,14 @@ class FQELoss(LossModule):
         next_obs = tensordict.get(("next", k.observation))
         batch = tensordict.batch_size
         reward = tensordict.get(("next", k.reward)).reshape(*batch, 1).to(obs.dtype)
-        not_term = (~tensordict.get(("next", k.terminated)).reshape(*batch, 1).bool()).to(obs.dtype)
+        terminated = tensordict.get(("next", k.terminated)).reshape(*batch, 1).bool()
         with torch.no_grad():
             with self.actor_network_params.to_module(self.actor_network):
                 next_act = self.actor_network(TensorDict({k.observation: next_obs}, batch)).get(
                     k.action
                 )
-            target = reward + self.gamma * not_term * self._q(
-                next_obs, next_act, self.qvalue_network_params.detach()
-            )
+            next_q = self._q(next_obs, next_act, self.qvalue_network_params.detach())
+            target = self._td0_target(reward, terminated, next_q)
             q_ema = self._q(obs, act, self.target_qvalue_network_params)
         q = self._q(obs, act, self.qvalue_network_params)
         td_error = (q - target).pow(2).squeeze(-1)

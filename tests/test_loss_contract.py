@@ -1,0 +1,180 @@
+"""The loss contract (tests/loss_contract.py) applied to LEQLoss, COMBOLoss, BCLoss and FQELoss."""
+
+from __future__ import annotations
+
+import torch
+from loss_contract import LossContract
+from tensordict import TensorDict
+
+from torchrl_leq.envs.analytic import LinearQuadraticEnv
+from torchrl_leq.modules import make_leq_actor, make_leq_critic
+from torchrl_leq.modules.combo import make_combo_actor, make_combo_critic
+from torchrl_leq.objectives import COMBOLoss, LEQLoss
+from torchrl_leq.objectives.pretrain import BCLoss, FQELoss
+
+OBS, ACT, B = 3, 2, 6
+
+
+def _transitions(gen, b=B, obs="observation", act="action", rew="reward", term="terminated"):
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    return TensorDict(
+        {
+            obs: randn(b, OBS),
+            act: torch.rand(b, ACT, generator=gen, dtype=torch.float64) * 2 - 1,
+            "next": {
+                obs: randn(b, OBS),
+                rew: randn(b, 1),
+                term: torch.arange(b).view(-1, 1) % 3 == 0,
+            },
+        },
+        [b],
+    )
+
+
+def _rename_transition_keys(td, reward="rew", terminated="term"):
+    td = td.clone()
+    td.rename_key_(("next", "reward"), ("next", reward))
+    td.rename_key_(("next", "terminated"), ("next", terminated))
+    return td
+
+
+def _actor_critic(seed, obs="observation", act="action"):
+    torch.manual_seed(seed)
+    actor = make_leq_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+    critic = make_leq_critic(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+    return actor.double(), critic.double()
+
+
+def _groups(loss):
+    return {
+        "actor": [p for p in loss.actor_network_params.values(True, True) if p.requires_grad],
+        "critic": [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad],
+    }
+
+
+class TestLEQLossContract(LossContract):
+    grads_of = {"loss_actor": {"actor"}, "loss_qvalue": {"critic"}}
+    compile_kwargs = {"validate_inputs": False}  # per_step (backprop: test_leq_loss.py)
+
+    def make_loss(self, seed=0, **kwargs):
+        actor, critic = _actor_critic(seed)
+        env = LinearQuadraticEnv(OBS, ACT, termination_bound=2.0, dtype=torch.float64)
+        kwargs = {"horizon": 3, "tau": 0.3, **kwargs}
+        loss = LEQLoss(actor, critic, env, **kwargs)
+        gen = torch.Generator().manual_seed(5)
+        for p in loss.target_qvalue_network_params.values(True, True):  # EMA term non-zero
+            p.data.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        return loss
+
+    def make_batch(self):
+        gen = torch.Generator().manual_seed(1)
+        env = _transitions(gen)
+        model = TensorDict({"observation": env["observation"].flip(0) + 0.1}, [B])
+        return TensorDict({"env": env, "model": model}, [])
+
+    def param_groups(self, loss):
+        return _groups(loss)
+
+    def remapped(self):
+        loss = self.make_loss()
+        mapping = {"env_batch": "data", "model_batch": "imagined", "reward": "rew"}
+        loss.set_keys(**mapping, terminated="term")
+        mapping["terminated"] = "term"
+        batch = self.make_batch()
+        renamed = TensorDict(
+            {"data": _rename_transition_keys(batch["env"]), "imagined": batch["model"]}, []
+        )
+        return loss, mapping, renamed
+
+
+class TestLEQLossBackpropContract(TestLEQLossContract):
+    compile_kwargs = None  # tests/test_leq_loss.py::test_torch_compile_agrees_with_eager
+
+    def make_loss(self, seed=0, **kwargs):
+        return super().make_loss(seed, **{"actor_gradient": "backprop", **kwargs})
+
+
+class TestCOMBOLossContract(LossContract):
+    grads_of = {"loss_actor": {"actor"}, "loss_qvalue": {"critic"}, "loss_alpha": {"alpha"}}
+    compile_kwargs = {"validate_inputs": False}
+
+    def make_loss(self, seed=0, obs="observation", act="action", **kwargs):
+        torch.manual_seed(seed)
+        actor = make_combo_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+        critic = make_combo_critic(
+            OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act
+        )
+        return COMBOLoss(actor.double(), critic.double(), num_random=3, **kwargs)
+
+    def make_batch(self, **keys):
+        gen = torch.Generator().manual_seed(1)
+        return TensorDict(
+            {"env": _transitions(gen, **keys), "model": _transitions(gen, **keys)}, []
+        )
+
+    def param_groups(self, loss):
+        return {**_groups(loss), "alpha": [loss.log_alpha]}
+
+    def remapped(self):
+        loss = self.make_loss(obs="obs", act="act")
+        mapping = {
+            "env_batch": "real",
+            "model_batch": "fake",
+            "observation": "obs",
+            "action": "act",
+            "reward": "rew",
+            "terminated": "term",
+        }
+        loss.set_keys(**mapping)
+        batch = self.make_batch(obs="obs", act="act", rew="rew", term="term")
+        return loss, mapping, TensorDict({"real": batch["env"], "fake": batch["model"]}, [])
+
+
+class TestBCLossContract(LossContract):
+    grads_of = {"loss_actor": {"actor"}}
+    has_gamma = False
+
+    def make_loss(self, seed=0, obs="observation", act="action", **kwargs):
+        actor, _ = _actor_critic(seed, obs, act)
+        return BCLoss(actor, **kwargs)
+
+    def make_batch(self, obs="observation", act="action"):
+        td = _transitions(torch.Generator().manual_seed(1))
+        return TensorDict({obs: td["observation"], act: td["action"]}, [B])
+
+    def param_groups(self, loss):
+        return {"actor": [p for p in loss.actor_network_params.values(True, True)]}
+
+    def frozen_params(self, loss):
+        return []
+
+    def remapped(self):
+        loss = self.make_loss(obs="obs", act="act")
+        mapping = {"observation": "obs", "action": "act"}
+        loss.set_keys(**mapping)
+        return loss, mapping, self.make_batch(obs="obs", act="act")
+
+
+class TestFQELossContract(LossContract):
+    grads_of = {"loss_qvalue": {"critic"}}
+
+    def make_loss(self, seed=0, **kwargs):
+        actor, critic = _actor_critic(seed)
+        loss = FQELoss(actor, critic, **kwargs)
+        for p in loss.target_qvalue_network_params.values(True, True):
+            p.data.add_(0.01)
+        return loss
+
+    def make_batch(self):
+        return _transitions(torch.Generator().manual_seed(1))
+
+    def param_groups(self, loss):
+        return _groups(loss)
+
+    def remapped(self):
+        loss = self.make_loss()
+        mapping = {"reward": "rew", "terminated": "term"}
+        loss.set_keys(**mapping)
+        return loss, mapping, _rename_transition_keys(self.make_batch())
