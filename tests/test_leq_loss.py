@@ -195,9 +195,12 @@ def test_expectile_on_env_term():
 def test_ema_term_vanishes_when_target_equals_online():
     env, actor, critic = make_parts()
     loss = LEQLoss(actor, critic, env, horizon=2)
-    assert loss(make_batch())["critic_ema"].item() == 0.0
+    # Zero up to float32 rounding: on rollout states the online Q comes from the rollout's per-step
+    # passes and the EMA Q from one pass over all steps, and BLAS may block the two batch shapes
+    # differently (measured 8.7e-34 on one CPU, exactly 0 on another).
+    assert loss(make_batch())["critic_ema"].item() < 1e-12
     perturb_target(loss)
-    assert loss(make_batch())["critic_ema"].item() > 0.0
+    assert loss(make_batch())["critic_ema"].item() > 1e-6
 
 
 def _grads(params):
