@@ -59,6 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "jitter_no_ema": {"overrides": ["loss.ema_weight=0"], "data": NEW_DATA},
     "no_ema": {"overrides": ["loss.ema_weight=0"], "data": OLD_DATA},
     "jitter_released": {"overrides": RELEASED, "data": NEW_DATA},
+    "jitter_wm100": {"overrides": ["world_model.max_epochs=100"], "data": NEW_DATA},
+    "jitter_wm100_no_ema": {
+        "overrides": ["world_model.max_epochs=100", "loss.ema_weight=0"],
+        "data": NEW_DATA,
+    },
 }
 
 
@@ -186,8 +191,14 @@ def analyze(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
     with torch.no_grad(), comp.loss.qvalue_network_params.to_module(critic):
         for h in (10, 30):
             stats = wall_diagnostic(
-                task, model_env, comp.eval_actor, visited, horizon=h, critic=critic,
-                gamma=float(cfg.loss.gamma), lmbda=float(cfg.loss.lmbda),
+                task,
+                model_env,
+                comp.eval_actor,
+                visited,
+                horizon=h,
+                critic=critic,
+                gamma=float(cfg.loss.gamma),
+                lmbda=float(cfg.loss.lmbda),
                 generator=torch.Generator().manual_seed(0),
             )
             out[f"visited_h{h}"] = stats
@@ -197,9 +208,11 @@ def analyze(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
         out["stuck_state"] = last[0].tolist()
         out["stuck_action"] = a[0].tolist()
         out["model_pred_dxy_per_member"] = mean[:, 0, :2].tolist()
+
         def q(obs):
             td = TensorDict({"observation": obs, "action": act(obs)}, [obs.shape[0]])
             return critic(td)["state_action_value"].squeeze(-1)
+
         out["q_policy_path"] = q(path[0, ::30]).tolist()
         out["q_controller_path"] = q(ctrl_path[0, ::15]).tolist()
         out["controller_path_xy"] = ctrl_path[0, ::15, :2].tolist()

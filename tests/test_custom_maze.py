@@ -85,7 +85,11 @@ def test_named_tasks_are_unchanged():
     assert umaze.is_named and umaze.env_id == "PointMaze_UMaze-v3"
     assert (umaze.start_cell, umaze.goal_cell, umaze.max_episode_steps) == ((3, 1), (1, 1), 300)
     assert umaze.maze_map[2] == (1, 1, 1, 0, 1)
-    assert sorted(NAMED_POINTMAZE_TASKS) == ["pointmaze-large", "pointmaze-medium", "pointmaze-umaze"]
+    assert sorted(NAMED_POINTMAZE_TASKS) == [
+        "pointmaze-large",
+        "pointmaze-medium",
+        "pointmaze-umaze",
+    ]
     # the centre-line collection keeps its original dataset id (cached datasets stay valid)
     old = pointmaze_dataset_id("pointmaze-umaze", 100000, 0, waypoint_jitter=0.0)
     assert old == "torchrl_leq/pointmaze-umaze/diverse-s0-n100000-T1000-v0"

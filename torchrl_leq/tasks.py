@@ -132,7 +132,9 @@ def _cell(value: Any, key: str) -> tuple[int, int]:
     try:
         row, col = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"maze.{key} must be a [row, col] pair of integers, got {value!r}.") from None
+        raise ValueError(
+            f"maze.{key} must be a [row, col] pair of integers, got {value!r}."
+        ) from None
     return row, col
 
 

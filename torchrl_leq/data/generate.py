@@ -150,9 +150,7 @@ def _collect(
                 here = _xy_to_cell(task, obs[-1][:2])
                 if here != cell:
                     cell, offset = here, rng.uniform(-waypoint_jitter, waypoint_jitter, 2)
-            action = pd_action(
-                task, table + offset, obs[-1], env.goal, (int(row), int(col))
-            )
+            action = pd_action(task, table + offset, obs[-1], env.goal, (int(row), int(col)))
             action = np.clip(action + action_noise * rng.standard_normal(2), -1.0, 1.0)
             obs_dict, _, _, _, _ = env.step(action)
             obs.append(obs_dict["observation"])
@@ -219,9 +217,7 @@ def generate_pointmaze_dataset(
     if (final / "data").is_dir():
         return dataset_id
 
-    buffers = _collect(
-        task, steps, seed, episode_length, progress, action_noise, waypoint_jitter
-    )
+    buffers = _collect(task, steps, seed, episode_length, progress, action_noise, waypoint_jitter)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-generate-", dir=root))
     try:

@@ -85,7 +85,9 @@ class MazeWalls:
         b = self.boxes.to(xy.device, xy.dtype)
         p = xy[..., None, :]
         inside = (
-            (p[..., 0] >= b[:, 0]) & (p[..., 0] <= b[:, 1]) & (p[..., 1] >= b[:, 2])
+            (p[..., 0] >= b[:, 0])
+            & (p[..., 0] <= b[:, 1])
+            & (p[..., 1] >= b[:, 2])
             & (p[..., 1] <= b[:, 3])
         )
         return inside.any(-1) | self._outside(xy)
