@@ -60,10 +60,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_ema": {"overrides": ["loss.ema_weight=0"], "data": OLD_DATA},
     "jitter_released": {"overrides": RELEASED, "data": NEW_DATA},
     "jitter_wm100": {"overrides": ["world_model.max_epochs=100"], "data": NEW_DATA},
-    "jitter_wm100_no_ema": {
-        "overrides": ["world_model.max_epochs=100", "loss.ema_weight=0"],
+    "jitter_wm100_per_step": {
+        "overrides": ["world_model.max_epochs=100", "loss.actor_gradient=per_step"],
         "data": NEW_DATA,
     },
+    "jitter_h5": {"overrides": ["loss.horizon=5"], "data": NEW_DATA},
+    "h5": {"overrides": ["loss.horizon=5"], "data": OLD_DATA},
 }
 
 
