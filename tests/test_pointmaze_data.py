@@ -79,7 +79,7 @@ def test_generation_is_reproducible_and_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generate, "_collect", fail)
     dataset_id = generate_pointmaze_dataset(UMAZE, steps=1500, seed=3, root=tmp_path / "a")
-    assert dataset_id == "torchrl_leq/pointmaze-umaze/diverse-s3-n1500-T1000-v0"
+    assert dataset_id == "torchrl_leq/pointmaze-umaze/diverse-s3-n1500-T1000-a0p3-j0p5-v0"
     rb = load_pointmaze_dataset(UMAZE, steps=1500, seed=3, root=tmp_path / "a", batch_size=8)
     assert rb.sample()["observation"].shape == (8, 4)
     assert not list((tmp_path / "a").glob(".tmp-*"))  # no leftovers of the atomic write
@@ -88,13 +88,19 @@ def test_generation_is_reproducible_and_cached(tmp_path, monkeypatch):
 def test_data_root_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHRL_LEQ_DATA", str(tmp_path))
     generate_pointmaze_dataset("pointmaze-umaze", steps=200, seed=0)
-    assert (tmp_path / "torchrl_leq/pointmaze-umaze/diverse-s0-n200-T1000-v0/data").is_dir()
+    assert (
+        tmp_path / "torchrl_leq/pointmaze-umaze/diverse-s0-n200-T1000-a0p3-j0p5-v0/data"
+    ).is_dir()
 
 
 def test_cli(tmp_path, capsys):
     generate.main(["pointmaze-umaze", "--steps", "300", "--seed", "1", "--root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "diverse-s1-n300-T1000-v0" in out and "size:" in out
+    assert "diverse-s1-n300-T1000-a0p3-j0p5-v0" in out and "size:" in out
+    generate.main(
+        [*"pointmaze-umaze --steps 300 --root".split(), str(tmp_path), "--waypoint-jitter", "0"]
+    )
+    assert "diverse-s0-n300-T1000-v0" in capsys.readouterr().out
 
 
 def test_noisy_controller_reaches_goals_random_does_not():
@@ -129,3 +135,23 @@ def test_torchrl_env_rollout():
     td = env.rollout(5, make_controller_actor(UMAZE))
     assert td["next", "observation"].shape == (5, 4)
     assert td["next", "reward"].shape == (5, 1)
+
+
+def test_waypoint_jitter_collection_touches_walls_centre_line_does_not(tmp_path):
+    from torchrl_leq.envs.maze_diagnostics import MazeWalls, wall_contact_fraction
+
+    old = read_pointmaze_dataset(UMAZE, 5000, seed=0, root=tmp_path, waypoint_jitter=0.0)
+    new = read_pointmaze_dataset(UMAZE, 5000, seed=0, root=tmp_path)
+    assert generate.WAYPOINT_JITTER == 0.5  # the default collection
+    # measured: 0.24 % vs 8.0 % of states with the ball touching a wall
+    assert wall_contact_fraction(UMAZE, old["observation"]) < 0.01
+    assert wall_contact_fraction(UMAZE, new["observation"]) > 0.05
+    for td in (old, new):  # real data never enter a wall cell
+        assert not MazeWalls(UMAZE).in_wall(td["observation"][:, :2]).any()
+    ids = sorted(p.name for p in (tmp_path / "torchrl_leq" / "pointmaze-umaze").iterdir())
+    assert ids == ["diverse-s0-n5000-T1000-a0p3-j0p5-v0", "diverse-s0-n5000-T1000-v0"]
+
+
+def test_collection_parameters_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="waypoint_jitter in \\[0, 0.5\\]"):
+        generate_pointmaze_dataset(UMAZE, 100, root=tmp_path, waypoint_jitter=0.7)

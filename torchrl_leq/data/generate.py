@@ -53,6 +53,7 @@ from torchrl_leq.tasks import POINTMAZE_SUCCESS_RADIUS, POINTMAZE_TASKS, PointMa
 
 __all__ = [
     "ACTION_NOISE",
+    "WAYPOINT_JITTER",
     "DEFAULT_EPISODE_LENGTH",
     "data_root",
     "pointmaze_dataset_id",
@@ -62,6 +63,11 @@ __all__ = [
 ]
 
 ACTION_NOISE = 0.3
+"""Std of the Gaussian noise added to the controller's actions."""
+WAYPOINT_JITTER = 0.5
+"""Default half-width of the uniform offset of each waypoint inside its cell: 0.5 = anywhere in
+the cell, so the ball also runs into walls (0 = the older centre-line collection, which almost
+never touches one: see ``docs/pointmaze.md``)."""
 DEFAULT_EPISODE_LENGTH = 1000
 
 
@@ -74,14 +80,41 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def pointmaze_dataset_id(
-    task: PointMazeTask | str, steps: int, seed: int, episode_length: int = DEFAULT_EPISODE_LENGTH
+    task: PointMazeTask | str,
+    steps: int,
+    seed: int,
+    episode_length: int = DEFAULT_EPISODE_LENGTH,
+    action_noise: float = ACTION_NOISE,
+    waypoint_jitter: float = WAYPOINT_JITTER,
 ) -> str:
-    """Minari id of a generated dataset, e.g.
-    ``torchrl_leq/pointmaze-umaze/diverse-s0-n1000000-T1000-v0``."""
-    return f"torchrl_leq/{resolve_task(task).name}/diverse-s{seed}-n{steps}-T{episode_length}-v0"
+    """Minari id of a generated dataset. The centre-line collection (``waypoint_jitter=0``,
+    noise 0.3) keeps its original id; other collections add ``-a<noise>-j<jitter>`` (``.``
+    written ``p``); a custom
+    maze adds a hash of its definition (two mazes with one name never share a cache entry).
+
+    Example:
+        >>> pointmaze_dataset_id("pointmaze-umaze", 1000, 0, waypoint_jitter=0.0)
+        'torchrl_leq/pointmaze-umaze/diverse-s0-n1000-T1000-v0'
+        >>> pointmaze_dataset_id("pointmaze-umaze", 1000, 0)
+        'torchrl_leq/pointmaze-umaze/diverse-s0-n1000-T1000-a0p3-j0p5-v0'
+    """
+    task = resolve_task(task)
+    collection = ""
+    if (action_noise, waypoint_jitter) != (ACTION_NOISE, 0.0):
+        collection = f"-a{action_noise:g}-j{waypoint_jitter:g}".replace(".", "p")
+    name = task.name if task.is_named else f"{task.name}-{task.definition_hash}"
+    return f"torchrl_leq/{name}/diverse-s{seed}-n{steps}-T{episode_length}{collection}-v0"
 
 
-def _collect(task: PointMazeTask, steps: int, seed: int, episode_length: int, progress: bool):
+def _collect(
+    task: PointMazeTask,
+    steps: int,
+    seed: int,
+    episode_length: int,
+    progress: bool,
+    action_noise: float = ACTION_NOISE,
+    waypoint_jitter: float = WAYPOINT_JITTER,
+):
     from minari.data_collector import EpisodeBuffer
 
     env = gym.make(
@@ -110,10 +143,15 @@ def _collect(task: PointMazeTask, steps: int, seed: int, episode_length: int, pr
         obs = [obs_dict["observation"]]
         actions, rewards, terms = [], [], []
         limit = min(episode_length, steps - done_steps)
+        offset, cell = np.zeros(2), None
         for _ in range(limit):
             row, col = _xy_to_cell(task, env.goal)
-            action = pd_action(task, table, obs[-1], env.goal, (int(row), int(col)))
-            action = np.clip(action + ACTION_NOISE * rng.standard_normal(2), -1.0, 1.0)
+            if waypoint_jitter > 0:  # a new uniform offset for every cell the ball enters
+                here = _xy_to_cell(task, obs[-1][:2])
+                if here != cell:
+                    cell, offset = here, rng.uniform(-waypoint_jitter, waypoint_jitter, 2)
+            action = pd_action(task, table + offset, obs[-1], env.goal, (int(row), int(col)))
+            action = np.clip(action + action_noise * rng.standard_normal(2), -1.0, 1.0)
             obs_dict, _, _, _, _ = env.step(action)
             obs.append(obs_dict["observation"])
             actions.append(action)
@@ -147,9 +185,15 @@ def generate_pointmaze_dataset(
     root: str | os.PathLike | None = None,
     episode_length: int = DEFAULT_EPISODE_LENGTH,
     progress: bool = False,
+    action_noise: float = ACTION_NOISE,
+    waypoint_jitter: float = WAYPOINT_JITTER,
 ) -> str:
     """Generate (or reuse the cached) dataset; returns its Minari id (path:
     ``data_root(root) / id``). Written atomically: a half-written dataset is never reused.
+
+    ``action_noise`` is the controller's Gaussian action noise; ``waypoint_jitter`` the
+    half-width of each waypoint's uniform offset inside its cell (0: the centre-line
+    collection of earlier versions, kept for their cached datasets).
 
     Example:
         >>> dataset_id = generate_pointmaze_dataset("pointmaze-umaze", 5_000, seed=1)  # doctest: +SKIP
@@ -160,13 +204,20 @@ def generate_pointmaze_dataset(
     task = resolve_task(task)
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
-    dataset_id = pointmaze_dataset_id(task, steps, seed, episode_length)
+    if action_noise < 0 or not 0 <= waypoint_jitter <= 0.5:
+        raise ValueError(
+            f"need action_noise >= 0 and waypoint_jitter in [0, 0.5], got {action_noise}, "
+            f"{waypoint_jitter}"
+        )
+    dataset_id = pointmaze_dataset_id(
+        task, steps, seed, episode_length, action_noise, waypoint_jitter
+    )
     root = data_root(root)
     final = minari_dataset_path(dataset_id, root)
     if (final / "data").is_dir():
         return dataset_id
 
-    buffers = _collect(task, steps, seed, episode_length, progress)
+    buffers = _collect(task, steps, seed, episode_length, progress, action_noise, waypoint_jitter)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-generate-", dir=root))
     try:
@@ -182,7 +233,8 @@ def generate_pointmaze_dataset(
                 algorithm_name="bfs-waypoint-pd-controller",
                 description=(
                     f"{task.name} ({task.env_id}, continuing_task=True, reset_target=True): "
-                    f"BFS-waypoint PD controller (kp 10, kd 1, noise {ACTION_NOISE}) to random "
+                    f"BFS-waypoint PD controller (kp 10, kd 1, noise {action_noise}, waypoint "
+                    f"offsets uniform in +-{waypoint_jitter} of the cell centre) to random "
                     f"goals; reward/termination within {POINTMAZE_SUCCESS_RADIUS} of the fixed goal "
                     f"{task.goal_xy}; seed {seed}, {steps} steps, episode length {episode_length}."
                 ),
@@ -201,13 +253,23 @@ def read_pointmaze_dataset(
     seed: int = 0,
     root: str | os.PathLike | None = None,
     episode_length: int = DEFAULT_EPISODE_LENGTH,
+    action_noise: float = ACTION_NOISE,
+    waypoint_jitter: float = WAYPOINT_JITTER,
 ) -> TensorDict:
     """All transitions of the (generated on first use) dataset as one TensorDict.
 
     Example:
         >>> td = read_pointmaze_dataset("pointmaze-umaze", 10_000)  # doctest: +SKIP
     """
-    dataset_id = generate_pointmaze_dataset(task, steps, seed, root, episode_length)
+    dataset_id = generate_pointmaze_dataset(
+        task,
+        steps,
+        seed,
+        root,
+        episode_length,
+        action_noise=action_noise,
+        waypoint_jitter=waypoint_jitter,
+    )
     return read_minari(dataset_id, root=data_root(root))
 
 
@@ -220,13 +282,17 @@ def load_pointmaze_dataset(
     batch_size: int = 256,
     sampler: Sampler | None = None,
     device: torch.device | str | None = None,
+    action_noise: float = ACTION_NOISE,
+    waypoint_jitter: float = WAYPOINT_JITTER,
 ) -> TensorDictReplayBuffer:
     """Replay buffer over :func:`read_pointmaze_dataset` (generates on first use).
 
     Example:
         >>> rb = load_pointmaze_dataset("pointmaze-large", 1_000_000, seed=0)  # doctest: +SKIP
     """
-    td = read_pointmaze_dataset(task, steps, seed, root, episode_length)
+    td = read_pointmaze_dataset(
+        task, steps, seed, root, episode_length, action_noise, waypoint_jitter
+    )
     return make_replay_buffer(td, batch_size, sampler, device)
 
 
@@ -242,10 +308,21 @@ def main(argv: list[str] | None = None) -> None:
         help="data dir (default $TORCHRL_LEQ_DATA or ~/.cache/torchrl_leq/minari)",
     )
     parser.add_argument("--episode-length", type=int, default=DEFAULT_EPISODE_LENGTH)
+    parser.add_argument("--action-noise", type=float, default=ACTION_NOISE)
+    parser.add_argument(
+        "--waypoint-jitter", type=float, default=WAYPOINT_JITTER, help="0: centre-line data"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     dataset_id = generate_pointmaze_dataset(
-        args.task, args.steps, args.seed, args.root, args.episode_length, progress=True
+        args.task,
+        args.steps,
+        args.seed,
+        args.root,
+        args.episode_length,
+        progress=True,
+        action_noise=args.action_noise,
+        waypoint_jitter=args.waypoint_jitter,
     )
     path = minari_dataset_path(dataset_id, data_root(args.root))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
