@@ -81,11 +81,11 @@ def _eval_starts(task: Any, n: int, seed: int) -> torch.Tensor:
 
 def run_one(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, Any]:
     """Train one (variant, seed) with the diagnostic hooks; returns the run's record."""
+    import torchrl_leq.training.experiments as ex
     from omegaconf import OmegaConf
     from tensordict import TensorDict
 
     import torchrl_leq.training.builders as builders
-    import torchrl_leq.training.experiments as ex
     from torchrl_leq.data import read_pointmaze_dataset
     from torchrl_leq.envs.maze_diagnostics import make_wall_diagnostic, wall_contact_fraction
     from torchrl_leq.tasks import get_pointmaze_task
@@ -158,11 +158,11 @@ def analyze(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
     """Look inside a finished run: where its policy ends in the real maze from the start cell,
     whether model rollouts from the states it visits cross walls, what the model predicts
     there, and the critic's values along its path and along the controller's path."""
+    import torchrl_leq.training.experiments as ex
     from omegaconf import OmegaConf
     from tensordict import TensorDict
 
     import torchrl_leq.training.builders as builders
-    import torchrl_leq.training.experiments as ex
     from torchrl_leq.data import read_pointmaze_dataset
     from torchrl_leq.data.pointmaze import WaypointController
     from torchrl_leq.envs.maze_diagnostics import _actor_fn, real_rollout, wall_diagnostic
