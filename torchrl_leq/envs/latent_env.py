@@ -35,9 +35,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs.model_based import ModelBasedEnvBase
 
 from torchrl_leq.data.vd4rl import transition_indices
+from torchrl_leq.envs.model_env import FixedLengthModelEnv
 from torchrl_leq.modules.rssm import RSSM, pixels_to_float
 
 __all__ = ["LatentModelEnv", "encode_sequences", "latent_transitions", "LatentPolicy"]
@@ -45,7 +45,7 @@ __all__ = ["LatentModelEnv", "encode_sequences", "latent_transitions", "LatentPo
 LatentTermination = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class LatentModelEnv(ModelBasedEnvBase):
+class LatentModelEnv(FixedLengthModelEnv):
     """Batch-unlocked, differentiable imagination env over RSSM latent features.
 
     ``step``: ``h' = GRU(h, z, a)``, ``z'`` from a random prior member (straight-through
@@ -105,16 +105,6 @@ class LatentModelEnv(ModelBasedEnvBase):
     def rssm(self) -> RSSM:
         return self.world_model
 
-    def _set_seed(self, seed: int | None) -> None:
-        self.generator = torch.Generator(device=self.device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
-
-    def _falses(self, batch_size: torch.Size) -> torch.Tensor:
-        return torch.zeros(*batch_size, 1, dtype=torch.bool, device=self.device)
-
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         if tensordict is None or "observation" not in tensordict.keys():
             raise ValueError(
@@ -123,20 +113,12 @@ class LatentModelEnv(ModelBasedEnvBase):
             )
         obs = tensordict.get("observation")
         self.rssm.split(obs)  # checks the feature size
-        bs = tensordict.batch_size
-        done = self._falses(bs)
-        return TensorDict(
-            {"observation": obs, "alive": torch.ones(*bs, 1, dtype=obs.dtype, device=obs.device),
-             "done": done, "terminated": done.clone()},
-            batch_size=bs, device=self.device,
-        )
+        return self._start_states(obs, tensordict.batch_size)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         obs = tensordict.get("observation")
         action = tensordict.get("action").clamp(-1.0, 1.0)
-        alive = tensordict.get("alive", None)
-        if alive is None:
-            alive = torch.ones(*obs.shape[:-1], 1, dtype=obs.dtype, device=obs.device)
+        alive = self._alive(tensordict, obs)
         lead = obs.shape[:-1]
         flat_obs, flat_act = obs.reshape(-1, obs.shape[-1]), action.reshape(-1, action.shape[-1])
         nxt = self.rssm.imagine_step(flat_obs, flat_act, mode=self.mode, generator=self.generator)
@@ -149,31 +131,10 @@ class LatentModelEnv(ModelBasedEnvBase):
         else:
             terminated = self.termination(flat_obs, flat_act, nxt).reshape(-1, 1).bool()
         terminated = terminated.reshape(*lead, 1)
-        return TensorDict(
-            {
-                "observation": nxt.reshape(*lead, -1),
-                "reward": reward.reshape(*lead, 1),
-                "terminated": terminated,
-                "done": terminated.clone(),
-                "alive": alive * (~terminated).to(alive.dtype),
-            },
-            batch_size=tensordict.batch_size,
-            device=self.device,
+        return self._transition(
+            tensordict, nxt.reshape(*lead, -1), reward.reshape(*lead, 1), terminated, alive
         )
 
-    def any_done(self, tensordict: TensorDictBase) -> bool:
-        """Never reports done: rollouts are fixed-length (the ``alive`` mask tracks ends)."""
-        return False
-
-    def maybe_reset(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """No partial resets; fills missing ``alive``/``done``/``terminated`` of start states."""
-        if "alive" not in tensordict.keys():
-            obs = tensordict.get("observation")
-            bs = tensordict.batch_size
-            tensordict.set("alive", torch.ones(*bs, 1, dtype=obs.dtype, device=obs.device))
-            tensordict.set("done", self._falses(bs))
-            tensordict.set("terminated", self._falses(bs))
-        return tensordict
 
 
 @torch.no_grad()

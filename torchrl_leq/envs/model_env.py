@@ -30,7 +30,80 @@ from torchrl_leq.envs.termination import TerminationFn, get_termination_fn
 from torchrl_leq.modules.ensemble import ProbabilisticEnsemble
 
 
-class LEQModelEnv(ModelBasedEnvBase):
+class FixedLengthModelEnv(ModelBasedEnvBase):
+    """What LEQ's imagination envs share: fixed-length rollouts with an ``alive`` mask (no done
+    flag ever stops a rollout, no partial resets), a seeded generator, and the layout of their
+    start states and transitions. Subclasses implement ``_reset`` and ``_step`` with
+    :meth:`_start_states` and :meth:`_transition`."""
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.generator = torch.Generator(device=self.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    def _falses(self, batch_size: torch.Size) -> torch.Tensor:
+        return torch.zeros(*batch_size, 1, dtype=torch.bool, device=self.device)
+
+    def _start_states(self, obs: torch.Tensor, batch_size: torch.Size) -> TensorDict:
+        """``obs`` as start states: all alive, none done."""
+        done = self._falses(batch_size)
+        return TensorDict(
+            {
+                "observation": obs,
+                "alive": torch.ones(*batch_size, 1, dtype=obs.dtype, device=obs.device),
+                "done": done,
+                "terminated": done.clone(),
+            },
+            batch_size=batch_size,
+            device=self.device,
+        )
+
+    @staticmethod
+    def _alive(tensordict: TensorDictBase, obs: torch.Tensor) -> torch.Tensor:
+        alive = tensordict.get("alive", None)
+        if alive is None:
+            alive = torch.ones(*obs.shape[:-1], 1, dtype=obs.dtype, device=obs.device)
+        return alive
+
+    def _transition(
+        self,
+        tensordict: TensorDictBase,
+        next_obs: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        alive: torch.Tensor,
+    ) -> TensorDict:
+        """The step's output; ``alive`` drops to 0 from a termination on."""
+        return TensorDict(
+            {
+                "observation": next_obs,
+                "reward": reward,
+                "terminated": terminated,
+                "done": terminated.clone(),
+                "alive": alive * (~terminated).to(alive.dtype),
+            },
+            batch_size=tensordict.batch_size,
+            device=self.device,
+        )
+
+    def any_done(self, tensordict: TensorDictBase) -> bool:
+        """Never reports done: rollouts are fixed-length (the ``alive`` mask tracks ends)."""
+        return False
+
+    def maybe_reset(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """No partial resets; fills missing ``alive``/``done``/``terminated`` of start states."""
+        if "alive" not in tensordict.keys():
+            obs = tensordict.get("observation")
+            bs = tensordict.batch_size
+            tensordict.set("alive", torch.ones(*bs, 1, dtype=obs.dtype, device=obs.device))
+            tensordict.set("done", self._falses(bs))
+            tensordict.set("terminated", self._falses(bs))
+        return tensordict
+
+
+class LEQModelEnv(FixedLengthModelEnv):
     """Batch-unlocked TorchRL env that steps a :class:`ProbabilisticEnsemble`.
 
     Why ``ModelBasedEnvBase``: it is TorchRL's base for learned-model envs; it is batch-unlocked
@@ -105,16 +178,6 @@ class LEQModelEnv(ModelBasedEnvBase):
     def ensemble(self) -> ProbabilisticEnsemble:
         return self.world_model
 
-    def _set_seed(self, seed: int | None) -> None:
-        self.generator = torch.Generator(device=self.device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
-
-    def _falses(self, batch_size: torch.Size) -> torch.Tensor:
-        return torch.zeros(*batch_size, 1, dtype=torch.bool, device=self.device)
-
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         if tensordict is None or "observation" not in tensordict.keys():
             raise ValueError(
@@ -125,25 +188,12 @@ class LEQModelEnv(ModelBasedEnvBase):
             raise ValueError(
                 f"observation has last dim {obs.shape[-1]}, expected {self.ensemble.obs_dim}"
             )
-        bs = tensordict.batch_size
-        done = self._falses(bs)
-        return TensorDict(
-            {
-                "observation": obs,
-                "alive": torch.ones(*bs, 1, dtype=obs.dtype, device=obs.device),
-                "done": done,
-                "terminated": done.clone(),
-            },
-            batch_size=bs,
-            device=self.device,
-        )
+        return self._start_states(obs, tensordict.batch_size)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         obs = tensordict.get("observation")
         action = tensordict.get("action").clamp(-1.0, 1.0)
-        alive = tensordict.get("alive", None)
-        if alive is None:
-            alive = torch.ones(*obs.shape[:-1], 1, dtype=obs.dtype, device=obs.device)
+        alive = self._alive(tensordict, obs)
         out = self.ensemble.sample(
             obs,
             action,
@@ -152,28 +202,5 @@ class LEQModelEnv(ModelBasedEnvBase):
             generator=self.generator,
         )
         terminated = self.termination_fn(obs, action, out.next_obs)
-        return TensorDict(
-            {
-                "observation": out.next_obs,
-                "reward": out.reward,
-                "terminated": terminated,
-                "done": terminated.clone(),
-                "alive": alive * (~terminated).to(alive.dtype),
-            },
-            batch_size=tensordict.batch_size,
-            device=self.device,
-        )
+        return self._transition(tensordict, out.next_obs, out.reward, terminated, alive)
 
-    def any_done(self, tensordict: TensorDictBase) -> bool:
-        """Never reports done: rollouts are fixed-length (the ``alive`` mask tracks ends)."""
-        return False
-
-    def maybe_reset(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """No partial resets; fills missing ``alive``/``done``/``terminated`` of start states."""
-        if "alive" not in tensordict.keys():
-            obs = tensordict.get("observation")
-            bs = tensordict.batch_size
-            tensordict.set("alive", torch.ones(*bs, 1, dtype=obs.dtype, device=obs.device))
-            tensordict.set("done", self._falses(bs))
-            tensordict.set("terminated", self._falses(bs))
-        return tensordict
