@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDict
 
 from torchrl_leq.envs.latent_env import LatentModelEnv
-from torchrl_leq.modules import make_leq_actor, make_leq_critic
+from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.modules.rssm import RSSM
 from torchrl_leq.objectives.leq import LEQLoss
 from torchrl_leq.objectives.rssm_loss import RSSMLoss
@@ -76,7 +76,7 @@ def bench_leq(model: RSSM, mlp: tuple[int, ...], b_model: int, actor_gradient: s
     """Seconds per LEQ update (H = 5, B_env = 256) on latent states of ``model``."""
     f, a = model.feature_dim, model.action_dim
     env = LatentModelEnv(model, termination)
-    loss = LEQLoss(make_leq_actor(f, a, num_cells=mlp), make_leq_critic(f, a, num_cells=mlp),
+    loss = LEQLoss(make_deterministic_actor(f, a, num_cells=mlp), make_qvalue_network(f, a, num_cells=mlp),
                    env, horizon=5, actor_gradient=actor_gradient, validate_inputs=False)
     batch = TensorDict({
         "env": TensorDict({"observation": latent_states(model, 256),

@@ -38,12 +38,13 @@ from torchrl_leq.data import expand_model_buffer, make_model_buffer, make_replay
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import (
     ProbabilisticEnsemble,
+    make_deterministic_actor,
     make_exploration_policy,
-    make_leq_actor,
-    make_leq_critic,
+    make_qvalue_network,
 )
-from torchrl_leq.objectives import LEQLoss, normalized_lambda_return, train_world_model
+from torchrl_leq.objectives import LEQLoss, normalized_lambda_return
 from torchrl_leq.training.builders import make_leq_optimizers
+from torchrl_leq.training.world_model import train_world_model
 
 OBS, ACT, B, H = 29, 8, 256, 10
 
@@ -89,8 +90,8 @@ def make_batch(device: torch.device) -> TensorDict:
 def make_ours(ensemble: ProbabilisticEnsemble, device: torch.device, actor_gradient: str):
     env = LEQModelEnv(ensemble, "antmaze-umaze")
     loss = LEQLoss(
-        make_leq_actor(OBS, ACT),
-        make_leq_critic(OBS, ACT),
+        make_deterministic_actor(OBS, ACT),
+        make_qvalue_network(OBS, ACT),
         env,
         horizon=H,
         actor_gradient=actor_gradient,
@@ -126,8 +127,8 @@ class NaiveLEQ:
         critic: torch.nn.Module | None = None,
     ) -> None:
         self.ens = ensemble
-        self.actor = (actor or make_leq_actor(OBS, ACT).module).to(device)
-        self.critic = (critic or make_leq_critic(OBS, ACT).module).to(device)
+        self.actor = (actor or make_deterministic_actor(OBS, ACT).module).to(device)
+        self.critic = (critic or make_qvalue_network(OBS, ACT).module).to(device)
         self.target = copy.deepcopy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-5)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=1e-4)
@@ -244,7 +245,7 @@ def time_expansion(ensemble: ProbabilisticEnsemble, device: torch.device, starts
     env_buffer = make_replay_buffer(td, device=device)
     model_buffer = make_model_buffer(capacity=1_250_000, device=device)
     env = LEQModelEnv(ensemble, "antmaze-umaze")
-    policy = make_exploration_policy(make_leq_actor(OBS, ACT).to(device), 1.0)
+    policy = make_exploration_policy(make_deterministic_actor(OBS, ACT).to(device), 1.0)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -258,7 +259,7 @@ def time_expansion(ensemble: ProbabilisticEnsemble, device: torch.device, starts
 def time_evaluation(episodes: int) -> float:
     from torchrl_leq.training.evaluation import evaluate
 
-    actor = make_leq_actor(4, 2)
+    actor = make_deterministic_actor(4, 2)
     start = time.perf_counter()
     evaluate(actor, "pointmaze-umaze", episodes=episodes, seed=0, num_envs=min(episodes, 10))
     return episodes / (time.perf_counter() - start)

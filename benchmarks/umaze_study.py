@@ -87,6 +87,7 @@ def run_one(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
 
     import torchrl_leq.training.builders as builders
     from torchrl_leq.data import read_pointmaze_dataset
+    from torchrl_leq.envs import LEQModelEnv
     from torchrl_leq.envs.maze_diagnostics import make_wall_diagnostic, wall_contact_fraction
     from torchrl_leq.tasks import get_pointmaze_task
     from torchrl_leq.training.trainer import PeriodicHook
@@ -105,7 +106,7 @@ def run_one(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
     data = builders.make_offline_data(cfg.data, batch_size=int(cfg.optim.batch_size_env))
     ensemble = builders.make_world_model(cfg.world_model, data, seed=int(cfg.seed), progress=False)
     task = get_pointmaze_task(cfg.task)
-    model_env = builders.make_model_env(ensemble, cfg.task)
+    model_env = LEQModelEnv(ensemble, cfg.task)
     ex.seed_everything(int(cfg.seed) + 1)
     resuming = (run_dir / "checkpoint.pt").exists()
     comp = ex.build_leq(cfg, data, model_env, resuming)
@@ -164,7 +165,8 @@ def analyze(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
 
     import torchrl_leq.training.builders as builders
     from torchrl_leq.data import read_pointmaze_dataset
-    from torchrl_leq.data.pointmaze import WaypointController
+    from torchrl_leq.data.waypoint_controller import WaypointController
+    from torchrl_leq.envs import LEQModelEnv
     from torchrl_leq.envs.maze_diagnostics import _actor_fn, real_rollout, wall_diagnostic
     from torchrl_leq.tasks import get_pointmaze_task
     from torchrl_leq.training.checkpoint import load_checkpoint
@@ -179,7 +181,7 @@ def analyze(variant: str, seed: int, work: Path, data_root: Path) -> dict[str, A
     data = builders.make_offline_data(cfg.data, batch_size=int(cfg.optim.batch_size_env))
     ensemble = builders.make_world_model(cfg.world_model, data, seed=seed, progress=False)
     task = get_pointmaze_task(cfg.task)
-    model_env = builders.make_model_env(ensemble, cfg.task)
+    model_env = LEQModelEnv(ensemble, cfg.task)
     comp = ex.build_leq(cfg, data, model_env, True)
     comp.loss.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["modules"]["loss"])
     act = _actor_fn(comp.eval_actor)

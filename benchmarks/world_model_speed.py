@@ -23,7 +23,7 @@ from tensordict.nn import TensorDictModule
 
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.objectives.world_model import train_world_model
+from torchrl_leq.training.world_model import train_world_model
 
 OBS_DIM, ACT_DIM, BATCH, HORIZON = 29, 8, 256, 10
 

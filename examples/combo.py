@@ -12,10 +12,10 @@ import hydra
 from omegaconf import DictConfig
 from torchrl.objectives import SoftUpdate
 
-from torchrl_leq.data import make_model_transition_buffer, sample_mixed_batch
+from torchrl_leq.data import make_model_buffer, sample_mixed_batch
+from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.objectives import COMBOLoss
 from torchrl_leq.training.builders import (
-    make_model_env,
     make_model_rollout_hook,
     make_offline_data,
     make_optimizers,
@@ -33,10 +33,10 @@ from torchrl_leq.training.trainer import PeriodicHook
 def train(cfg: DictConfig) -> dict:
     """COMBO: D_env → world model env → SAC networks → COMBOLoss; model rollouts every
     ``rollout.every`` steps; each update mixes real and model transitions (ratio f)."""
-    check_config(cfg)
+    check_config(cfg, COMBOLoss.hyperparameter_rules)
     seed_everything(cfg.seed)
     data = make_offline_data(cfg.data, batch_size=cfg.optim.batch_size_env)  # D_env
-    model_env = make_model_env(  # the learned dynamics with the task's true termination
+    model_env = LEQModelEnv(  # the learned dynamics with the task's true termination
         make_world_model(cfg.world_model, data, run_seed=cfg.seed, progress=cfg.progress),
         make_termination(cfg),
     )
@@ -53,7 +53,7 @@ def train(cfg: DictConfig) -> dict:
     })
 
     # D_model: transitions of short model rollouts of the current policy from D_env states.
-    d_model = make_model_transition_buffer(cfg.rollout.capacity)
+    d_model = make_model_buffer(cfg.rollout.capacity, batch_size=None)
     fill = make_model_rollout_hook(cfg.rollout, d_model, data.buffer, model_env, loss.actor_network)
     trainer = make_trainer(
         cfg,

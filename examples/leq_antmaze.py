@@ -17,6 +17,8 @@ import hydra
 from omegaconf import DictConfig
 from torchrl.objectives import SoftUpdate
 
+from torchrl_leq.envs import LEQModelEnv
+from torchrl_leq.objectives import LEQLoss
 from torchrl_leq.training.builders import (
     is_resuming,
     make_expansion_hook,
@@ -24,7 +26,6 @@ from torchrl_leq.training.builders import (
     make_leq_loss,
     make_leq_networks,
     make_leq_optimizers,
-    make_model_env,
     make_model_start_buffer,
     make_offline_data,
     make_termination,
@@ -41,7 +42,7 @@ from torchrl_leq.training.trainer import PeriodicHook
 
 def train(cfg: DictConfig) -> dict:
     """Algorithm 1 (line numbers in the comments); returns the trainer's result (final score)."""
-    check_config(cfg)  # every value a user set, before any work
+    check_config(cfg, LEQLoss.hyperparameter_rules)  # every value a user set, before any work
     seed_everything(cfg.seed)
     # Input: the offline dataset D_env (rewards transformed as the released code does).
     data = make_offline_data(cfg.data, batch_size=cfg.optim.batch_size_env)
@@ -49,7 +50,7 @@ def train(cfg: DictConfig) -> dict:
     # Lines 1-2: world models p_ψ1..p_ψM, pretrained on D_env by Gaussian NLL (cached per dataset),
     # wrapped as a TorchRL env that ends a rollout where the task's true termination says so.
     ensemble = make_world_model(cfg.world_model, data, run_seed=cfg.seed, progress=cfg.progress)
-    model_env = make_model_env(ensemble, make_termination(cfg))
+    model_env = LEQModelEnv(ensemble, make_termination(cfg))
     seed_everything(cfg.seed + 1)  # the same RNG stream whether data and model came from cache
 
     # Lines 1 and 3: policy π_θ and critic Q_φ; BC for π_θ, then FQE (Algorithm 2) for Q_φ.

@@ -16,7 +16,7 @@ from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from torchrl_leq.envs.analytic import LinearQuadraticEnv
-from torchrl_leq.modules import make_leq_actor, make_leq_critic
+from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.objectives import LEQLoss
 
 
@@ -39,8 +39,8 @@ def main() -> None:
 
     obs_dim, act_dim = 4, 2
     env = LinearQuadraticEnv(obs_dim, act_dim, noise_std=0.01, seed=args.seed)
-    actor = make_leq_actor(obs_dim, act_dim, num_cells=(64, 64))
-    critic = make_leq_critic(obs_dim, act_dim, num_cells=(64, 64))
+    actor = make_deterministic_actor(obs_dim, act_dim, num_cells=(64, 64))
+    critic = make_qvalue_network(obs_dim, act_dim, num_cells=(64, 64))
     loss = LEQLoss(actor, critic, env, horizon=args.horizon, tau=0.3, gamma=0.99)
     target_updater = SoftUpdate(loss, eps=0.995)
     opt_actor = torch.optim.Adam(loss.actor_network_params.values(True, True), lr=1e-3)

@@ -37,11 +37,15 @@ from torchrl_leq.envs.latent_env import (
     encode_sequences,
     latent_transitions,
 )
-from torchrl_leq.modules import make_exploration_policy, make_leq_actor, make_leq_critic
-from torchrl_leq.modules.rssm_training import cached_rssm
+from torchrl_leq.modules import (
+    make_deterministic_actor,
+    make_exploration_policy,
+    make_qvalue_network,
+)
 from torchrl_leq.objectives.leq import LEQLoss
 from torchrl_leq.objectives.pretrain import BCLoss
 from torchrl_leq.training.builders import make_adam, make_leq_batch_sampler, make_leq_optimizers
+from torchrl_leq.training.rssm import cached_rssm
 from torchrl_leq.training.trainer import OfflineTrainer, PeriodicHook
 
 WM_MODEL_KEYS = ("channels", "deter_dim", "hidden_dim", "groups", "classes", "prior_members")
@@ -105,8 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     f, a = rssm.feature_dim, rssm.action_dim
     loc, scale = features.mean(0), features.std(0) + 1e-3
     cells = tuple(cfg.network.num_cells)
-    actor = make_leq_actor(f, a, num_cells=cells, layer_norm=False, obs_loc=loc, obs_scale=scale)
-    critic = make_leq_critic(f, a, num_cells=cells, input_loc=torch.cat([loc, torch.zeros(a)]),
+    actor = make_deterministic_actor(f, a, num_cells=cells, layer_norm=False, obs_loc=loc, obs_scale=scale)
+    critic = make_qvalue_network(f, a, num_cells=cells, input_loc=torch.cat([loc, torch.zeros(a)]),
                              input_scale=torch.cat([scale, torch.ones(a)]))
 
     # LEQ loss (Eqs. 7, 11), optimisers, EMA critic (Eq. 6).

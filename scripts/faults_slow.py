@@ -309,8 +309,8 @@ def case_cache(work, kind):
     import torch
 
     from torchrl_leq.modules import ProbabilisticEnsemble
-    from torchrl_leq.objectives.world_model import load_world_model, save_world_model
     from torchrl_leq.training.cache import cached
+    from torchrl_leq.training.world_model import load_world_model, save_world_model
 
     fs = Tmpfs("64k")
     if not fs.ok:

@@ -13,8 +13,8 @@ from tensordict import TensorDict
 
 from torchrl_leq.data.fingerprint import dataset_fingerprint, transitions_fingerprint
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.objectives.world_model import load_world_model, save_world_model
 from torchrl_leq.training.cache import cache_key, cached, ensure_built
+from torchrl_leq.training.world_model import load_world_model, save_world_model
 
 
 # ------------------------------------------------------------------ fingerprints

@@ -13,9 +13,9 @@ from torchrl.modules import ProbabilisticActor, TanhNormal
 from torchrl.objectives import SoftUpdate, ValueEstimators
 from torchrl.objectives.value import TD0Estimator
 
-import torchrl_leq.modules.combo as combo_modules
+import torchrl_leq.modules.stochastic_actor as combo_modules
 import torchrl_leq.objectives.combo as combo_objectives
-from torchrl_leq.modules.combo import make_combo_actor, make_combo_critic
+from torchrl_leq.modules import make_qvalue_network, make_tanh_normal_actor
 from torchrl_leq.objectives.combo import COMBOLoss
 
 OBS, ACT = 3, 2
@@ -32,11 +32,11 @@ def _one_thread():
 
 def make_loss(seed=0, obs_key="observation", action_key="action", **kwargs):
     torch.manual_seed(seed)
-    actor = make_combo_actor(
+    actor = make_tanh_normal_actor(
         OBS, ACT, num_cells=(16, 16), observation_key=obs_key, action_key=action_key
     ).double()
-    critic = make_combo_critic(
-        OBS, ACT, num_cells=(16, 16), observation_key=obs_key, action_key=action_key
+    critic = make_qvalue_network(
+        OBS, ACT, layer_norm=False, use_symlog=False, num_cells=(16, 16), observation_key=obs_key, action_key=action_key
     ).double()
     return COMBOLoss(actor, critic, **kwargs)
 
@@ -466,9 +466,9 @@ def test_invalid_hyperparameters(kwargs, match):
 
 
 def test_actor_needs_bounds_and_a_distribution():
-    critic = make_combo_critic(OBS, ACT, num_cells=(8,))
+    critic = make_qvalue_network(OBS, ACT, layer_norm=False, use_symlog=False, num_cells=(8,))
     actor = ProbabilisticActor(  # no spec: the loss cannot know the action box
-        make_combo_actor(OBS, ACT, num_cells=(8,))[0],
+        make_tanh_normal_actor(OBS, ACT, num_cells=(8,))[0],
         in_keys=["loc", "scale"],
         distribution_class=TanhNormal,
     )

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from torchrl_leq.data import normalized_score, pointmaze_dataset_id, read_pointmaze_dataset
-from torchrl_leq.data.pointmaze import make_controller_actor, make_pointmaze_env
+from torchrl_leq.data.waypoint_controller import make_controller_actor
 from torchrl_leq.envs.maze_diagnostics import MazeWalls
+from torchrl_leq.envs.pointmaze import make_pointmaze_env
 from torchrl_leq.envs.termination import get_termination_fn
 from torchrl_leq.tasks import (
     NAMED_POINTMAZE_TASKS,
@@ -17,7 +18,7 @@ from torchrl_leq.tasks import (
     register_pointmaze_task,
     unregister_pointmaze_task,
 )
-from torchrl_leq.training import evaluate, make_random_actor
+from torchrl_leq.training import RandomActor, evaluate
 
 # a small S-shaped maze: start bottom left, goal top right, two walls to go round
 S_MAZE = {
@@ -132,6 +133,6 @@ def test_custom_maze_everywhere(s_maze, tmp_path):
     assert env.spec.max_episode_steps == 500
     # evaluation and scores: the controller solves it, a random policy does not
     ctrl = evaluate(make_controller_actor("pointmaze-s"), "pointmaze-s", episodes=3)
-    rand = evaluate(make_random_actor(seed=0), "pointmaze-s", episodes=3)
+    rand = evaluate(RandomActor(2, seed=0), "pointmaze-s", episodes=3)
     assert ctrl["normalized_score"] == 100.0 and rand["normalized_score"] == 0.0
     assert normalized_score("pointmaze-s", 0.5) == 50.0

@@ -8,9 +8,10 @@ import pytest
 import torch
 from tensordict.nn import TensorDictModule
 
-from torchrl_leq.data import make_controller_actor, make_pointmaze_env
+from torchrl_leq.data import make_controller_actor
+from torchrl_leq.envs import make_pointmaze_env
 from torchrl_leq.tasks import get_pointmaze_task
-from torchrl_leq.training import evaluate, make_random_actor
+from torchrl_leq.training import RandomActor, evaluate
 
 UMAZE = get_pointmaze_task("pointmaze-umaze")
 
@@ -24,7 +25,7 @@ def _zero_actor():
 def test_controller_beats_zero_and_random_actors():
     ctrl = evaluate(make_controller_actor(UMAZE), "pointmaze-umaze", episodes=3, seed=0)
     zero = evaluate(_zero_actor(), "pointmaze-umaze", episodes=3, seed=0)
-    rand = evaluate(make_random_actor(seed=0), UMAZE, episodes=3, seed=0)
+    rand = evaluate(RandomActor(2, seed=0), UMAZE, episodes=3, seed=0)
     for out in (ctrl, zero, rand):
         assert out["returns"].shape == (3,) and out["success"].shape == (3,)
     assert ctrl["success"].all() and ctrl["mean_return"] == 1.0

@@ -17,7 +17,6 @@ import torch
 from test_trainer import build
 
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.objectives.world_model import load_world_model, save_world_model
 from torchrl_leq.serialization import CorruptFileError, atomic_write, write_verified
 from torchrl_leq.training.checkpoint import (
     load_checkpoint,
@@ -27,6 +26,7 @@ from torchrl_leq.training.checkpoint import (
 from torchrl_leq.training.loggers import make_logger
 from torchrl_leq.training.run_dir import RunDirectory, job_run_dir
 from torchrl_leq.training.trainer import CheckpointWriteError
+from torchrl_leq.training.world_model import load_world_model, save_world_model
 
 CFG = {"seed": 0, "loss": {"tau": 0.9}, "train": {"total_steps": 40}}
 

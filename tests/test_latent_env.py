@@ -14,7 +14,7 @@ from torchrl_leq.envs.latent_env import (
     encode_sequences,
     latent_transitions,
 )
-from torchrl_leq.modules import make_leq_actor, make_leq_critic
+from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.modules.rssm import RSSM, pixels_to_float
 from torchrl_leq.objectives.leq import LEQLoss
 
@@ -164,8 +164,8 @@ def test_leq_loss_runs_unchanged_on_the_latent_env(actor_gradient):
     model = tiny()
     env = LatentModelEnv(model)
     f = model.feature_dim
-    actor = make_leq_actor(f, 2, num_cells=(16, 16))
-    critic = make_leq_critic(f, 2, num_cells=(16, 16))
+    actor = make_deterministic_actor(f, 2, num_cells=(16, 16))
+    critic = make_qvalue_network(f, 2, num_cells=(16, 16))
     loss = LEQLoss(actor, critic, env, horizon=5, actor_gradient=actor_gradient)
     out = loss(leq_batch(model))
     out["loss_actor"].backward(retain_graph=True)
@@ -185,7 +185,7 @@ def test_leq_loss_sees_the_continuation_head():
     model = tiny()
     set_continue_bias(model, -6.0)
     f = model.feature_dim
-    loss = LEQLoss(make_leq_actor(f, 2, num_cells=(8,)), make_leq_critic(f, 2, num_cells=(8,)),
+    loss = LEQLoss(make_deterministic_actor(f, 2, num_cells=(8,)), make_qvalue_network(f, 2, num_cells=(8,)),
                    LatentModelEnv(model), horizon=3)
     assert float(loss(leq_batch(model))["rollout_alive_fraction"]) == 0.0
 

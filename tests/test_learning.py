@@ -3,7 +3,7 @@ solves pointmaze-umaze far more often than a random policy (which never reaches 
 
 from script_loader import example_config, load_example
 
-from torchrl_leq.training.evaluation import evaluate, make_random_actor
+from torchrl_leq.training.evaluation import RandomActor, evaluate
 
 
 def test_leq_beats_random_on_umaze(tmp_path):
@@ -22,7 +22,7 @@ def test_leq_beats_random_on_umaze(tmp_path):
     }
     cfg = example_config("leq_pointmaze", *(f"{k}={v}" for k, v in overrides.items()))
     result = load_example("leq_antmaze").train(cfg)
-    random = evaluate(make_random_actor(2, seed=0), "pointmaze-umaze", episodes=20, seed=cfg.seed)
+    random = evaluate(RandomActor(2, seed=0), "pointmaze-umaze", episodes=20, seed=cfg.seed)
     leq_success = result["final"]["success_rate"]
     assert random["success_rate"] <= 0.1
     assert leq_success >= random["success_rate"] + 0.5, result["final"]

@@ -8,7 +8,7 @@ from reference import brute_force_lambda_return
 from tensordict import TensorDict
 
 from torchrl_leq.envs.analytic import LinearQuadraticEnv
-from torchrl_leq.modules.actor_critic import make_leq_actor, make_leq_critic
+from torchrl_leq.modules.actor_critic import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.objectives import LEQLoss
 
 OBS, ACT = 3, 2
@@ -17,8 +17,8 @@ OBS, ACT = 3, 2
 def make_parts(termination_bound=float("inf"), seed=0):
     torch.manual_seed(seed)
     env = LinearQuadraticEnv(OBS, ACT, termination_bound=termination_bound, dtype=torch.float64)
-    actor = make_leq_actor(OBS, ACT, num_cells=(16, 16)).double()
-    critic = make_leq_critic(OBS, ACT, num_cells=(16, 16)).double()
+    actor = make_deterministic_actor(OBS, ACT, num_cells=(16, 16)).double()
+    critic = make_qvalue_network(OBS, ACT, num_cells=(16, 16)).double()
     return env, actor, critic
 
 

@@ -7,8 +7,11 @@ from loss_contract import LossContract
 from tensordict import TensorDict
 
 from torchrl_leq.envs.analytic import LinearQuadraticEnv
-from torchrl_leq.modules import make_leq_actor, make_leq_critic
-from torchrl_leq.modules.combo import make_combo_actor, make_combo_critic
+from torchrl_leq.modules import (
+    make_deterministic_actor,
+    make_qvalue_network,
+    make_tanh_normal_actor,
+)
 from torchrl_leq.objectives import COMBOLoss, LEQLoss
 from torchrl_leq.objectives.pretrain import BCLoss, FQELoss
 
@@ -42,8 +45,8 @@ def _rename_transition_keys(td, reward="rew", terminated="term"):
 
 def _actor_critic(seed, obs="observation", act="action"):
     torch.manual_seed(seed)
-    actor = make_leq_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
-    critic = make_leq_critic(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+    actor = make_deterministic_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+    critic = make_qvalue_network(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
     return actor.double(), critic.double()
 
 
@@ -102,9 +105,9 @@ class TestCOMBOLossContract(LossContract):
 
     def make_loss(self, seed=0, obs="observation", act="action", **kwargs):
         torch.manual_seed(seed)
-        actor = make_combo_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
-        critic = make_combo_critic(
-            OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act
+        actor = make_tanh_normal_actor(OBS, ACT, num_cells=(16, 16), observation_key=obs, action_key=act)
+        critic = make_qvalue_network(
+            OBS, ACT, layer_norm=False, use_symlog=False, num_cells=(16, 16), observation_key=obs, action_key=act
         )
         return COMBOLoss(actor.double(), critic.double(), num_random=3, **kwargs)
 

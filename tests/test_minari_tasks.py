@@ -20,7 +20,7 @@ from torchrl_leq.data.minari_tasks import (
     replay_error,
 )
 from torchrl_leq.envs.antmaze import maze_cell_xy
-from torchrl_leq.training.evaluation import evaluate, make_random_actor
+from torchrl_leq.training.evaluation import RandomActor, evaluate
 
 UMAZE = "D4RL/antmaze/umaze-v1"
 MEDIUM = "D4RL/antmaze/medium-diverse-v1"
@@ -204,7 +204,7 @@ def test_mujoco_task_scores_with_dataset_references(root):
     assert torch.equal(task.transitions["next", "terminated"], raw["next", "terminated"])
     assert raw["next", "terminated"].any()
     out = evaluate(
-        make_random_actor(3, seed=0),
+        RandomActor(3, seed=0),
         task.env_factory,
         episodes=3,
         reference_scores=task.reference_scores,
@@ -217,7 +217,7 @@ def test_mujoco_task_scores_with_dataset_references(root):
 def test_antmaze_eval_env_runs_in_evaluate(root):
     task = make_minari_task(UMAZE, root)
     out = evaluate(
-        make_random_actor(8, seed=0),
+        RandomActor(8, seed=0),
         task.env_factory,
         episodes=2,
         num_envs=2,

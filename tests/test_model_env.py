@@ -9,8 +9,8 @@ from tensordict.nn import TensorDictModule
 
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.objectives.world_model import save_world_model
 from torchrl_leq.tasks import POINTMAZE_TASKS
+from torchrl_leq.training.world_model import save_world_model
 
 OBS, ACT = 4, 2
 

@@ -7,13 +7,13 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 
 from torchrl_leq.data.buffers import make_replay_buffer
+from torchrl_leq.data.model_buffer import make_model_buffer
 from torchrl_leq.data.model_rollouts import (
-    make_model_transition_buffer,
     rollout_model_transitions,
     sample_mixed_batch,
 )
 from torchrl_leq.envs.analytic import LinearQuadraticEnv
-from torchrl_leq.modules.combo import make_combo_actor
+from torchrl_leq.modules.stochastic_actor import make_tanh_normal_actor
 
 OBS, ACT = 3, 2
 
@@ -100,7 +100,7 @@ def test_termination_at_first_step_keeps_only_that_transition():
 def test_stochastic_actor_samples_under_random_exploration():
     env = LinearQuadraticEnv(OBS, ACT)
     torch.manual_seed(0)
-    actor = make_combo_actor(OBS, ACT, num_cells=(8,))
+    actor = make_tanh_normal_actor(OBS, ACT, num_cells=(8,))
     start = TensorDict({"observation": torch.zeros(4, OBS)}, [4])
     td = rollout_model_transitions(env, actor, start, horizon=2)
     assert td.batch_size == (8,)
@@ -110,7 +110,7 @@ def test_stochastic_actor_samples_under_random_exploration():
 
 
 def test_fifo_buffer_overwrites_oldest_in_order():
-    rb = make_model_transition_buffer(capacity=5, batch_size=2)
+    rb = make_model_buffer(capacity=5, batch_size=2)
     rb.extend(TensorDict({"observation": torch.arange(3.0)[:, None]}, [3]))
     assert rb[:]["observation"].flatten().tolist() == [0.0, 1.0, 2.0]
     rb.extend(TensorDict({"observation": torch.arange(3.0, 7.0)[:, None]}, [4]))
@@ -123,7 +123,7 @@ def test_fifo_buffer_overwrites_oldest_in_order():
 def test_rollouts_fill_the_buffer_and_mix_with_env_data():
     env = LinearQuadraticEnv(OBS, ACT)
     start = TensorDict({"observation": torch.randn(10, OBS)}, [10])
-    model_rb = make_model_transition_buffer(capacity=100)
+    model_rb = make_model_buffer(capacity=100, batch_size=None)
     model_rb.extend(rollout_model_transitions(env, deterministic_policy(), start, horizon=3))
     assert len(model_rb) == 30
     n = 40
@@ -162,8 +162,8 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="1-d batch"):
         rollout_model_transitions(env, deterministic_policy(), start.unsqueeze(0), horizon=1)
     with pytest.raises(ValueError, match="capacity"):
-        make_model_transition_buffer(0)
-    rb = make_model_transition_buffer(10)
+        make_model_buffer(0, batch_size=None)
+    rb = make_model_buffer(10, batch_size=None)
     with pytest.raises(ValueError, match="real_ratio"):
         sample_mixed_batch(rb, rb, 8, real_ratio=1.5)
 

@@ -11,7 +11,7 @@ from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
 from torchrl_leq.envs import LEQModelEnv
-from torchrl_leq.modules import ProbabilisticEnsemble, make_leq_actor, make_leq_critic
+from torchrl_leq.modules import ProbabilisticEnsemble, make_deterministic_actor, make_qvalue_network
 from torchrl_leq.objectives import LEQLoss
 from torchrl_leq.objectives.host_sync import HostSyncError, NoHostSync
 
@@ -44,8 +44,8 @@ def test_leq_update_has_no_host_sync(actor_gradient, sampling):
         OBS, ACT, num_members=4, num_elites=3, hidden_dims=(16,), sampling=sampling
     )
     env = LEQModelEnv(ensemble, lambda obs, action, next_obs: next_obs[..., :1].abs() > 1.0)
-    actor = make_leq_actor(OBS, ACT, num_cells=(16,))
-    critic = make_leq_critic(OBS, ACT, num_cells=(16,))
+    actor = make_deterministic_actor(OBS, ACT, num_cells=(16,))
+    critic = make_qvalue_network(OBS, ACT, num_cells=(16,))
     loss = LEQLoss(
         actor, critic, env, horizon=3, actor_gradient=actor_gradient, validate_inputs=False
     )
@@ -86,7 +86,7 @@ def test_validate_inputs_is_the_only_sync_of_the_loss():
     torch.manual_seed(0)
     ensemble = ProbabilisticEnsemble(OBS, ACT, num_members=4, num_elites=3, hidden_dims=(16,))
     env = LEQModelEnv(ensemble, lambda obs, action, next_obs: next_obs[..., :1].abs() > 1.0)
-    loss = LEQLoss(make_leq_actor(OBS, ACT, num_cells=(16,)), make_leq_critic(OBS, ACT), env)
+    loss = LEQLoss(make_deterministic_actor(OBS, ACT, num_cells=(16,)), make_qvalue_network(OBS, ACT), env)
     with NoHostSync(raise_on_sync=False) as mode:
         loss(_batch())
     assert mode.syncs and all("_split_and_check" in where for _, where in mode.syncs)

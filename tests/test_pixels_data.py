@@ -13,9 +13,8 @@ from torchrl_leq.data.pixels import (
     make_rendered_pointmaze_env,
     render_pointmaze_dataset,
 )
-from torchrl_leq.data.pointmaze import free_cells
 from torchrl_leq.data.vd4rl import read_vd4rl, read_vd4rl_episodes
-from torchrl_leq.tasks import get_pointmaze_task
+from torchrl_leq.tasks import free_cells, get_pointmaze_task
 
 
 def ball_centroid(frame: np.ndarray) -> np.ndarray:

@@ -11,13 +11,12 @@ from torchrl_leq.data import (
     generate_pointmaze_dataset,
     load_pointmaze_dataset,
     make_controller_actor,
-    make_pointmaze_env,
-    make_pointmaze_torchrl_env,
     read_pointmaze_dataset,
 )
-from torchrl_leq.data.pointmaze import _xy_to_cell, free_cells, waypoint_table
-from torchrl_leq.tasks import POINTMAZE_TASKS, get_pointmaze_task
-from torchrl_leq.training import evaluate, make_random_actor
+from torchrl_leq.data.waypoint_controller import _xy_to_cell, waypoint_table
+from torchrl_leq.envs import make_pointmaze_env, make_pointmaze_torchrl_env
+from torchrl_leq.tasks import POINTMAZE_TASKS, free_cells, get_pointmaze_task
+from torchrl_leq.training import RandomActor, evaluate
 
 UMAZE = get_pointmaze_task("pointmaze-umaze")
 
@@ -105,7 +104,7 @@ def test_cli(tmp_path, capsys):
 
 def test_noisy_controller_reaches_goals_random_does_not():
     noisy = evaluate(make_controller_actor(UMAZE, noise=0.3), UMAZE, episodes=4, seed=0)
-    random = evaluate(make_random_actor(seed=0), UMAZE, episodes=4, seed=0)
+    random = evaluate(RandomActor(2, seed=0), UMAZE, episodes=4, seed=0)
     assert noisy["success_rate"] >= 0.75
     assert random["success_rate"] <= 0.25
     assert noisy["success_rate"] > random["success_rate"]

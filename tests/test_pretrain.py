@@ -5,13 +5,13 @@ import torch
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
-from torchrl_leq.modules import make_leq_actor, make_leq_critic
+from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.objectives.pretrain import BCLoss, FQELoss
 
 
 def test_bc_loss_value_and_fit():
     torch.manual_seed(0)
-    actor = make_leq_actor(2, 1, num_cells=(32, 32), layer_norm=False, use_symlog=False)
+    actor = make_deterministic_actor(2, 1, num_cells=(32, 32), layer_norm=False, use_symlog=False)
     loss = BCLoss(actor)
     obs = torch.rand(256, 2) * 2 - 1
     target = torch.tanh(obs[:, :1] - 0.5 * obs[:, 1:])  # a function the tanh actor can represent
@@ -47,10 +47,10 @@ def test_fqe_reaches_the_fixed_point_of_a_tiny_mdp():
         },
         [128],
     )
-    actor = make_leq_actor(2, 1, num_cells=(8,))
+    actor = make_deterministic_actor(2, 1, num_cells=(8,))
     with torch.no_grad():
         td["action"] = actor(td.select("observation"))["action"]
-    critic = make_leq_critic(2, 1, num_cells=(32, 32))
+    critic = make_qvalue_network(2, 1, num_cells=(32, 32))
     loss = FQELoss(actor, critic, gamma=gamma)
     updater = SoftUpdate(loss, eps=0.9)
     params = [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad]
@@ -69,7 +69,7 @@ def test_fqe_reaches_the_fixed_point_of_a_tiny_mdp():
 
 
 def test_fqe_rejects_bad_hyperparameters():
-    actor, critic = make_leq_actor(2, 1, num_cells=(8,)), make_leq_critic(2, 1, num_cells=(8,))
+    actor, critic = make_deterministic_actor(2, 1, num_cells=(8,)), make_qvalue_network(2, 1, num_cells=(8,))
     with pytest.raises(ValueError, match="gamma"):
         FQELoss(actor, critic, gamma=1.5)
     with pytest.raises(ValueError, match="reduction"):

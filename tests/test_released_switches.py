@@ -11,7 +11,7 @@ from torchrl_leq.data.scores import normalized_score
 from torchrl_leq.data.transforms import apply_reward_transform, released_reward_kind
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.modules.actor_critic import make_leq_actor, make_leq_critic
+from torchrl_leq.modules.actor_critic import make_deterministic_actor, make_qvalue_network
 
 
 def _count(module: nn.Module, cls: type) -> int:
@@ -19,15 +19,15 @@ def _count(module: nn.Module, cls: type) -> int:
 
 
 def test_actor_has_no_layer_norm_by_default_critic_has():
-    assert _count(make_leq_actor(5, 2, num_cells=(8, 8)), nn.LayerNorm) == 0
-    assert _count(make_leq_actor(5, 2, num_cells=(8, 8), layer_norm=True), nn.LayerNorm) == 2
-    assert _count(make_leq_critic(5, 2, num_cells=(8, 8)), nn.LayerNorm) == 2
-    assert _count(make_leq_critic(5, 2, num_cells=(8, 8), layer_norm=False), nn.LayerNorm) == 0
+    assert _count(make_deterministic_actor(5, 2, num_cells=(8, 8)), nn.LayerNorm) == 0
+    assert _count(make_deterministic_actor(5, 2, num_cells=(8, 8), layer_norm=True), nn.LayerNorm) == 2
+    assert _count(make_qvalue_network(5, 2, num_cells=(8, 8)), nn.LayerNorm) == 2
+    assert _count(make_qvalue_network(5, 2, num_cells=(8, 8), layer_norm=False), nn.LayerNorm) == 0
 
 
 def test_orthogonal_sqrt2_init():
     torch.manual_seed(0)
-    actor = make_leq_actor(6, 3, num_cells=(6, 12), init="orthogonal")
+    actor = make_deterministic_actor(6, 3, num_cells=(6, 12), init="orthogonal")
     linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 3
     for lin in linears:
@@ -36,11 +36,11 @@ def test_orthogonal_sqrt2_init():
         gram = w @ w.T if w.shape[0] == small else w.T @ w
         torch.testing.assert_close(gram, 2.0 * torch.eye(small), atol=1e-5, rtol=0)
         assert torch.equal(lin.bias.detach(), torch.zeros_like(lin.bias))
-    default = make_leq_critic(6, 3, num_cells=(6,))
+    default = make_qvalue_network(6, 3, num_cells=(6,))
     w = next(m for m in default.modules() if isinstance(m, nn.Linear)).weight.detach()
     assert not torch.allclose(w @ w.T, 2.0 * torch.eye(6), atol=1e-2)
     with pytest.raises(ValueError, match="init must be one of"):
-        make_leq_actor(6, 3, init="xavier")
+        make_deterministic_actor(6, 3, init="xavier")
 
 
 def test_random_locomotion_datasets_keep_raw_rewards():

@@ -10,14 +10,14 @@ import torch
 from tensordict import TensorDict
 
 from torchrl_leq.modules.rssm import RSSM, pixels_to_float, straight_through_sample
-from torchrl_leq.modules.rssm_training import (
+from torchrl_leq.objectives.rssm_loss import RSSMLoss, balanced_kl_terms, categorical_kl
+from torchrl_leq.training.rssm import (
     load_rssm,
     sample_sequences,
     save_rssm,
     split_episodes,
     train_rssm,
 )
-from torchrl_leq.objectives.rssm_loss import RSSMLoss, balanced_kl_terms, categorical_kl
 
 
 def tiny(**kw) -> RSSM:

@@ -7,7 +7,7 @@ import torch
 from script_loader import load_benchmark
 
 from torchrl_leq.envs import LEQModelEnv
-from torchrl_leq.modules import ProbabilisticEnsemble, make_leq_actor, make_leq_critic
+from torchrl_leq.modules import ProbabilisticEnsemble, make_deterministic_actor, make_qvalue_network
 from torchrl_leq.objectives import LEQLoss
 
 
@@ -31,8 +31,8 @@ def test_naive_reference_matches_leq_loss(speed, actor_gradient):
         ensemble.min_logvar.fill_(-30.0)
         ensemble.max_logvar.fill_(-30.0)
     actor, critic = (
-        make_leq_actor(obs, act, num_cells=(32,)),
-        make_leq_critic(obs, act, num_cells=(32,)),
+        make_deterministic_actor(obs, act, num_cells=(32,)),
+        make_qvalue_network(obs, act, num_cells=(32,)),
     )
     naive = speed.NaiveLEQ(
         ensemble, torch.device("cpu"), copy.deepcopy(actor.module), copy.deepcopy(critic.module)

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from torchrl_leq.modules import ProbabilisticEnsemble
-from torchrl_leq.objectives.world_model import (
-    gaussian_nll_ensemble_loss,
+from torchrl_leq.objectives.world_model import gaussian_nll_ensemble_loss, world_model_loss
+from torchrl_leq.training.world_model import (
     load_world_model,
     save_world_model,
     train_world_model,
-    world_model_loss,
 )
 
 OBS, ACT = 2, 1

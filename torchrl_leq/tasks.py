@@ -257,3 +257,13 @@ def get_pointmaze_task(name: str) -> PointMazeTask:
         raise ValueError(
             f"Unknown point-maze task {name!r}; known: {sorted(POINTMAZE_TASKS)}"
         ) from None
+
+
+def resolve_task(task: PointMazeTask | str) -> PointMazeTask:
+    """A :class:`PointMazeTask` from itself or its registry name."""
+    return task if isinstance(task, PointMazeTask) else get_pointmaze_task(task)
+
+
+def free_cells(task: PointMazeTask) -> list[tuple[int, int]]:
+    """All non-wall ``(row, col)`` cells of the task's maze, row-major."""
+    return [(r, c) for r, row in enumerate(task.maze_map) for c, v in enumerate(row) if v != 1]

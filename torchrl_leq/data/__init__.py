@@ -1,5 +1,6 @@
 """Offline data: loaders (D4RL HDF5, Minari, generated point-maze datasets) to TorchRL replay
-buffers, reward transforms, the D_model buffer, normalized scores, point-maze envs."""
+buffers, reward transforms, the D_model buffer, normalized scores, the point-maze data-collection
+controller. The point-maze evaluation envs are in :mod:`torchrl_leq.envs`."""
 
 from torchrl_leq.data.buffers import make_replay_buffer, make_transitions
 from torchrl_leq.data.d4rl import load_d4rl_hdf5, read_d4rl_hdf5
@@ -13,15 +14,8 @@ from torchrl_leq.data.generate import (
 from torchrl_leq.data.minari import load_minari, read_minari
 from torchrl_leq.data.model_buffer import expand_model_buffer, make_model_buffer
 from torchrl_leq.data.model_rollouts import (
-    make_model_transition_buffer,
     rollout_model_transitions,
     sample_mixed_batch,
-)
-from torchrl_leq.data.pointmaze import (
-    WaypointController,
-    make_controller_actor,
-    make_pointmaze_env,
-    make_pointmaze_torchrl_env,
 )
 from torchrl_leq.data.scores import REFERENCE_SCORES, normalized_score, reference_scores
 from torchrl_leq.data.transforms import (
@@ -33,6 +27,7 @@ from torchrl_leq.data.transforms import (
     scale_rewards_by_return_range,
     shift_rewards,
 )
+from torchrl_leq.data.waypoint_controller import WaypointController, make_controller_actor
 
 __all__ = [
     "make_transitions",
@@ -48,13 +43,10 @@ __all__ = [
     "load_pointmaze_dataset",
     "make_model_buffer",
     "expand_model_buffer",
-    "make_model_transition_buffer",
     "rollout_model_transitions",
     "sample_mixed_batch",
     "WaypointController",
     "make_controller_actor",
-    "make_pointmaze_env",
-    "make_pointmaze_torchrl_env",
     "REFERENCE_SCORES",
     "reference_scores",
     "normalized_score",

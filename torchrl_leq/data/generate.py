@@ -42,14 +42,14 @@ from tqdm import tqdm
 
 from torchrl_leq.data.buffers import make_replay_buffer
 from torchrl_leq.data.minari import minari_dataset_path, minari_root_env, read_minari
-from torchrl_leq.data.pointmaze import (
-    _xy_to_cell,
+from torchrl_leq.data.waypoint_controller import _xy_to_cell, pd_action, waypoint_table
+from torchrl_leq.tasks import (
+    POINTMAZE_SUCCESS_RADIUS,
+    POINTMAZE_TASKS,
+    PointMazeTask,
     free_cells,
-    pd_action,
     resolve_task,
-    waypoint_table,
 )
-from torchrl_leq.tasks import POINTMAZE_SUCCESS_RADIUS, POINTMAZE_TASKS, PointMazeTask
 
 __all__ = [
     "ACTION_NOISE",

@@ -31,7 +31,8 @@ def make_model_buffer(
     batch_size: int | None = 256,
     device: torch.device | str = "cpu",
 ) -> TensorDictReplayBuffer:
-    """FIFO circular ``TensorDictReplayBuffer`` of start states (key ``"observation"``).
+    """FIFO circular ``TensorDictReplayBuffer`` of start states (D_model, key ``"observation"``) or of
+    model-rollout transitions (COMBO; pass ``batch_size=None`` to sample sizes per call).
 
     Example:
         >>> rb = make_model_buffer(capacity=3)

@@ -11,14 +11,15 @@ Example:
     >>> import torch
     >>> from tensordict import TensorDict
     >>> from torchrl_leq.envs.analytic import LinearQuadraticEnv
-    >>> from torchrl_leq.modules.combo import make_combo_actor
+    >>> from torchrl_leq.modules.stochastic_actor import make_tanh_normal_actor
     >>> env = LinearQuadraticEnv(obs_dim=3, action_dim=2)
-    >>> policy = make_combo_actor(3, 2, num_cells=(16,))
+    >>> policy = make_tanh_normal_actor(3, 2, num_cells=(16,))
     >>> start = TensorDict({"observation": torch.randn(4, 3)}, [4])
     >>> td = rollout_model_transitions(env, policy, start, horizon=5)
     >>> td.batch_size
     torch.Size([20])
-    >>> rb = make_model_transition_buffer(capacity=1_000, batch_size=8)
+    >>> from torchrl_leq.data import make_model_buffer
+    >>> rb = make_model_buffer(capacity=1_000, batch_size=8)
     >>> _ = rb.extend(td)
     >>> sorted(rb.sample().keys())
     ['action', 'index', 'next', 'observation']
@@ -35,30 +36,10 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.data import TensorDictReplayBuffer
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_leq.data.model_buffer import make_model_buffer
-
 __all__ = [
-    "make_model_transition_buffer",
     "rollout_model_transitions",
     "sample_mixed_batch",
 ]
-
-
-def make_model_transition_buffer(
-    capacity: int,
-    batch_size: int | None = None,
-    device: torch.device | str = "cpu",
-) -> TensorDictReplayBuffer:
-    """FIFO circular ``TensorDictReplayBuffer`` (``LazyTensorStorage``, uniform sampling) of
-    model-rollout transitions; once full, each ``extend`` overwrites the oldest entries.
-
-    Example:
-        >>> rb = make_model_transition_buffer(capacity=3)
-        >>> _ = rb.extend(TensorDict({"observation": torch.arange(5.0)[:, None]}, [5]))
-        >>> sorted(rb[:]["observation"].flatten().tolist())  # the oldest two were overwritten
-        [2.0, 3.0, 4.0]
-    """
-    return make_model_buffer(capacity, batch_size, device)
 
 
 @torch.no_grad()
@@ -168,7 +149,9 @@ def sample_mixed_batch(
         ...                                 "reward": torch.zeros(n, 1),
         ...                                 "terminated": torch.zeros(n, 1, dtype=torch.bool)}},
         ...                       [n])
-        >>> d_env, d_model = make_model_transition_buffer(100), make_model_transition_buffer(100)
+        >>> from torchrl_leq.data import make_model_buffer
+        >>> d_env = make_model_buffer(100, batch_size=None)
+        >>> d_model = make_model_buffer(100, batch_size=None)
         >>> _ = d_env.extend(fake(50)), d_model.extend(fake(50))
         >>> batch = sample_mixed_batch(d_env, d_model, 256, real_ratio=0.5)
         >>> batch["env"].batch_size, batch["model"].batch_size

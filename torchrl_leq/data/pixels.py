@@ -40,9 +40,9 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
 from torchrl_leq.data.generate import DEFAULT_EPISODE_LENGTH, data_root, read_pointmaze_dataset
-from torchrl_leq.data.pointmaze import make_pointmaze_env, resolve_task
 from torchrl_leq.data.vd4rl import write_vd4rl_episode
-from torchrl_leq.tasks import PointMazeTask
+from torchrl_leq.envs.pointmaze import make_pointmaze_env
+from torchrl_leq.tasks import PointMazeTask, resolve_task
 
 __all__ = [
     "PointMazeRenderer",
@@ -265,8 +265,8 @@ def evaluate_rendered(
     Returns ``returns``, ``lengths``, ``success`` (lists) and ``success_rate``.
 
     Example:
-        >>> from torchrl_leq.training.evaluation import make_random_actor
-        >>> actor = make_random_actor(2, seed=0)
+        >>> from torchrl_leq.training.evaluation import RandomActor
+        >>> actor = RandomActor(2, seed=0)
         >>> actor.in_keys = ["pixels"]
         >>> evaluate_rendered(actor, "pointmaze-umaze", episodes=1, max_steps=5)["lengths"]
         [5]

@@ -255,7 +255,7 @@ def make_goal_termination(
 
 
 def termination_from_config(node: Any, task: str) -> str | TerminationFn:
-    """What ``make_model_env`` takes: ``task`` (its built-in termination) when ``node`` is
+    """What ``LEQModelEnv`` takes as termination: ``task`` (its built-in termination) when ``node`` is
     ``None``, else :func:`make_goal_termination` of ``node.goal`` / ``node.radius`` (default
     0.25). ``node`` is a config's ``termination`` entry (mapping or ``DictConfig``).
 

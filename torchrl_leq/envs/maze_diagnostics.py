@@ -157,7 +157,7 @@ def real_rollout(
         >>> round(float(obs[0, -1, 1]), 2)  # pushed up into the wall: stopped at its face
         -0.6
     """
-    from torchrl_leq.data.pointmaze import make_pointmaze_env
+    from torchrl_leq.envs.pointmaze import make_pointmaze_env
 
     env = make_pointmaze_env(task)
     env.reset(seed=0)

@@ -170,7 +170,7 @@ class LEQModelEnv(FixedLengthModelEnv):
         cls, path: str | os.PathLike, termination: str | TerminationFn, **kwargs
     ) -> LEQModelEnv:
         """Build the env from a file written by ``save_world_model``."""
-        from torchrl_leq.objectives.world_model import load_world_model
+        from torchrl_leq.training.world_model import load_world_model
 
         return cls(load_world_model(path), termination, **kwargs)
 

@@ -10,8 +10,8 @@ PyTorch's initialisation.
 Example:
     >>> import torch
     >>> from tensordict import TensorDict
-    >>> actor = make_leq_actor(4, 2, num_cells=(32, 32))
-    >>> critic = make_leq_critic(4, 2, num_cells=(32, 32))
+    >>> actor = make_deterministic_actor(4, 2, num_cells=(32, 32))
+    >>> critic = make_qvalue_network(4, 2, num_cells=(32, 32))
     >>> td = TensorDict({"observation": torch.randn(8, 4)}, [8])
     >>> critic(actor(td))["state_action_value"].shape
     torch.Size([8, 1])
@@ -32,8 +32,8 @@ __all__ = [
     "INITS",
     "orthogonal_init_",
     "InputScaler",
-    "make_leq_actor",
-    "make_leq_critic",
+    "make_deterministic_actor",
+    "make_qvalue_network",
     "make_exploration_policy",
     "PreTanhGaussianNoise",
 ]
@@ -144,7 +144,7 @@ class _CriticNet(nn.Module):
         return self.mlp(self.scaler(torch.cat([observation, action], dim=-1)))
 
 
-def make_leq_actor(
+def make_deterministic_actor(
     observation_dim: int,
     action_dim: int,
     *,
@@ -161,7 +161,7 @@ def make_leq_actor(
     default (released code), ``layer_norm=True`` adds one after each hidden layer.
 
     Example:
-        >>> actor = make_leq_actor(3, 2, num_cells=(16,))
+        >>> actor = make_deterministic_actor(3, 2, num_cells=(16,))
         >>> actor.out_keys
         ['action']
     """
@@ -173,7 +173,7 @@ def make_leq_actor(
     return TensorDictModule(net, in_keys=[observation_key], out_keys=[action_key])
 
 
-def make_leq_critic(
+def make_qvalue_network(
     observation_dim: int,
     action_dim: int,
     *,
@@ -192,7 +192,7 @@ def make_leq_critic(
     ``input_loc``/``input_scale`` standardise the concatenated ``[observation, action]``.
 
     Example:
-        >>> critic = make_leq_critic(3, 2, num_cells=(16,))
+        >>> critic = make_qvalue_network(3, 2, num_cells=(16,))
         >>> critic.in_keys, critic.out_keys
         (['observation', 'action'], ['state_action_value'])
     """
@@ -202,6 +202,30 @@ def make_leq_critic(
         _mlp(observation_dim + action_dim, 1, num_cells, layer_norm, init),
     )
     return TensorDictModule(net, in_keys=[observation_key, action_key], out_keys=[value_key])
+
+
+def make_state_value_network(
+    observation_dim: int,
+    *,
+    num_cells: Sequence[int] = (256, 256, 256),
+    obs_loc: Tensor | None = None,
+    obs_scale: Tensor | None = None,
+    observation_key: NestedKey = "observation",
+    value_key: NestedKey = "state_value",
+) -> TensorDictModule:
+    """State-value network ``observation -> state_value`` ``[..., 1]`` (IQL's V): standardised
+    input, plain ReLU MLP.
+
+    Example:
+        >>> value = make_state_value_network(3, num_cells=(16,))
+        >>> value.in_keys, value.out_keys
+        (['observation'], ['state_value'])
+    """
+    loc, scale = _stats(observation_dim, obs_loc, obs_scale)
+    net = nn.Sequential(
+        InputScaler(loc, scale, use_symlog=False), _mlp(observation_dim, 1, num_cells, False)
+    )
+    return TensorDictModule(net, in_keys=[observation_key], out_keys=[value_key])
 
 
 class PreTanhGaussianNoise(nn.Module):
@@ -228,7 +252,7 @@ def make_exploration_policy(
     """The actor followed by pre-tanh Gaussian noise of std ``sigma`` (σ_exp, Table 9).
 
     Example:
-        >>> policy = make_exploration_policy(make_leq_actor(3, 2, num_cells=(8,)), 1.0)
+        >>> policy = make_exploration_policy(make_deterministic_actor(3, 2, num_cells=(8,)), 1.0)
         >>> from tensordict import TensorDict
         >>> policy(TensorDict({"observation": torch.zeros(5, 3)}, [5]))["action"].shape
         torch.Size([5, 2])

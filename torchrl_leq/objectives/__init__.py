@@ -1,4 +1,5 @@
-"""Losses: LEQ (and its λ-return estimator and expectile loss)."""
+"""Losses: LEQ (its λ-return estimator and expectile loss), COMBO, the world-model NLL, and the
+hyperparameter rules the loss constructors and the config check share."""
 
 from .combo import COMBOLoss
 from .leq import LEQLoss
@@ -10,9 +11,6 @@ from .value import (
 )
 from .world_model import (
     gaussian_nll_ensemble_loss,
-    load_world_model,
-    save_world_model,
-    train_world_model,
     world_model_loss,
 )
 
@@ -25,7 +23,4 @@ __all__ = [
     "normalized_lambda_return",
     "gaussian_nll_ensemble_loss",
     "world_model_loss",
-    "train_world_model",
-    "save_world_model",
-    "load_world_model",
 ]

@@ -18,6 +18,15 @@ from torchrl.objectives.utils import dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._utils import check_reduction, flat_key, reduce_loss
+from .hyperparameters import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT,
+    Rule,
+    boolean,
+    check_hyperparameters,
+)
 
 __all__ = ["COMBOLoss"]
 
@@ -67,7 +76,7 @@ class COMBOLoss(LossModule):
 
     Args:
         actor_network: stochastic actor (e.g. a ``ProbabilisticActor`` with ``TanhNormal``,
-            :func:`~torchrl_leq.modules.combo.make_combo_actor`) whose ``get_dist`` reads
+            :func:`~torchrl_leq.modules.stochastic_actor.make_tanh_normal_actor`) whose ``get_dist`` reads
             ``observation``.
         qvalue_network: one Q-network ``(observation, action) -> state_action_value``; it is
             copied ``num_qvalue_nets`` times (independently re-initialised) with target copies.
@@ -92,9 +101,9 @@ class COMBOLoss(LossModule):
         >>> import torch
         >>> from tensordict import TensorDict
         >>> from torchrl.objectives import SoftUpdate
-        >>> from torchrl_leq.modules.combo import make_combo_actor, make_combo_critic
-        >>> actor = make_combo_actor(3, 2, num_cells=(32, 32))
-        >>> critic = make_combo_critic(3, 2, num_cells=(32, 32))
+        >>> from torchrl_leq.modules import make_qvalue_network, make_tanh_normal_actor
+        >>> actor = make_tanh_normal_actor(3, 2, num_cells=(32, 32))
+        >>> critic = make_qvalue_network(3, 2, layer_norm=False, use_symlog=False, num_cells=(32, 32))
         >>> loss = COMBOLoss(actor, critic, beta=1.0, real_ratio=0.5)
         >>> target_updater = SoftUpdate(loss, tau=0.005)
         >>> def transitions(b):
@@ -146,6 +155,16 @@ class COMBOLoss(LossModule):
         "critic_bellman",
     )
     out_keys = ["loss_actor", "loss_qvalue", "loss_alpha", *diagnostic_keys]
+    hyperparameter_rules: dict[str, Rule] = {
+        "beta": NON_NEGATIVE,
+        "real_ratio": UNIT,
+        "num_random": POSITIVE_INT,
+        "gamma": UNIT,
+        "num_qvalue_nets": POSITIVE_INT,
+        "alpha_init": POSITIVE,
+        "fixed_alpha": boolean,
+    }
+    """Constructor argument -> range check (also applied to ``loss.<argument>`` of a config)."""
 
     # Keys of the internal tensordict handed to the value estimator.
     _EST_KEYS = {
@@ -180,18 +199,12 @@ class COMBOLoss(LossModule):
         reduction: str = "mean",
         validate_inputs: bool = True,
     ) -> None:
+        check_hyperparameters(
+            self.hyperparameter_rules, beta=beta, real_ratio=real_ratio, num_random=num_random,
+            gamma=gamma, num_qvalue_nets=num_qvalue_nets, alpha_init=alpha_init,
+            fixed_alpha=fixed_alpha,
+        )
         beta, real_ratio, gamma = float(beta), float(real_ratio), float(gamma)
-        if not math.isfinite(beta) or beta < 0:
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}.")
-        if not 0.0 <= real_ratio <= 1.0:
-            raise ValueError(f"real_ratio (f) must lie in [0, 1], got {real_ratio}.")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {gamma}.")
-        for name, value in (("num_random", num_random), ("num_qvalue_nets", num_qvalue_nets)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not alpha_init > 0:
-            raise ValueError(f"alpha_init must be > 0, got {alpha_init}.")
         check_reduction(reduction)
         if not hasattr(actor_network, "get_dist"):
             raise TypeError(
@@ -247,7 +260,7 @@ class COMBOLoss(LossModule):
             raise ValueError(
                 "COMBOLoss needs a bounded action spec (uniform proposal box and |A| for the "
                 "target entropy): pass action_spec=Bounded(low, high, (act_dim,)) or give the "
-                "actor a spec (make_combo_actor does)."
+                "actor a spec (make_tanh_normal_actor does)."
             )
         low, high = low.detach().flatten().float(), high.detach().flatten().float()
         if not bool(

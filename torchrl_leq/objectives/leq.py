@@ -19,10 +19,20 @@ from torchrl.objectives.utils import hold_out_net
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._utils import call_module, check_reduction, flat_key, reduce_loss
+from .hyperparameters import (
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    UNIT,
+    UNIT_OPEN,
+    Rule,
+    boolean,
+    check_hyperparameters,
+    choice,
+    number,
+)
 from .per_step_gradients import StepGraph, per_step_actor_loss
 from .value import (
     NormalizedLambdaReturnEstimator,
-    _check_unit_interval,
     expectile_loss,
     expectile_weight,
 )
@@ -117,10 +127,10 @@ class LEQLoss(LossModule):
         >>> import torch
         >>> from tensordict import TensorDict
         >>> from torchrl_leq.envs.analytic import LinearQuadraticEnv
-        >>> from torchrl_leq.modules import make_leq_actor, make_leq_critic
+        >>> from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
         >>> env = LinearQuadraticEnv(obs_dim=3, action_dim=2)
-        >>> actor = make_leq_actor(3, 2, num_cells=(32, 32))
-        >>> critic = make_leq_critic(3, 2, num_cells=(32, 32))
+        >>> actor = make_deterministic_actor(3, 2, num_cells=(32, 32))
+        >>> critic = make_qvalue_network(3, 2, num_cells=(32, 32))
         >>> loss = LEQLoss(actor, critic, env, horizon=5)
         >>> B = 16
         >>> batch = TensorDict({
@@ -172,6 +182,20 @@ class LEQLoss(LossModule):
         "model_reward_mean",
     )
     out_keys = ["loss_actor", "loss_qvalue", *diagnostic_keys]
+    hyperparameter_rules: dict[str, Rule] = {
+        "horizon": POSITIVE_INT,
+        "tau": UNIT_OPEN,
+        "actor_tau": number(float, 0.0, 1.0, open_lo=True, open_hi=True, nullable=True),
+        "env_tau": UNIT_OPEN,
+        "beta": UNIT,
+        "ema_weight": NON_NEGATIVE,
+        "gamma": UNIT,
+        "lmbda": UNIT,
+        "include_current": boolean,
+        "actor_gradient": choice("per_step", "backprop"),
+        "ema_on_model": boolean,
+    }
+    """Constructor argument -> range check (also applied to ``loss.<argument>`` of a config)."""
 
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
@@ -200,21 +224,13 @@ class LEQLoss(LossModule):
         reduction: str = "mean",
         validate_inputs: bool = True,
     ) -> None:
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}.")
-        _check_unit_interval("tau", tau, open_interval=True)
         actor_tau = tau if actor_tau is None else actor_tau
-        _check_unit_interval("actor_tau", actor_tau, open_interval=True)
-        _check_unit_interval("env_tau", env_tau, open_interval=True)
-        _check_unit_interval("beta", beta)
-        _check_unit_interval("gamma", gamma)
-        _check_unit_interval("lmbda", lmbda)
-        if ema_weight < 0:
-            raise ValueError(f"ema_weight must be >= 0, got {ema_weight}.")
-        if actor_gradient not in ("per_step", "backprop"):
-            raise ValueError(
-                f"actor_gradient must be 'per_step' or 'backprop', got {actor_gradient!r}."
-            )
+        check_hyperparameters(
+            self.hyperparameter_rules, horizon=horizon, tau=tau, actor_tau=actor_tau,
+            env_tau=env_tau, beta=beta, ema_weight=ema_weight, gamma=gamma, lmbda=lmbda,
+            include_current=include_current, actor_gradient=actor_gradient,
+            ema_on_model=ema_on_model,
+        )
         check_reduction(reduction)
         if not isinstance(model_env, EnvBase):
             raise TypeError(f"model_env must be a torchrl EnvBase, got {type(model_env)}.")
@@ -269,9 +285,9 @@ class LEQLoss(LossModule):
 
         Example:
             >>> from torchrl_leq.envs.analytic import LinearQuadraticEnv
-            >>> from torchrl_leq.modules import make_leq_actor, make_leq_critic
-            >>> loss = LEQLoss(make_leq_actor(3, 2, num_cells=(8,)),
-            ...                make_leq_critic(3, 2, num_cells=(8,)), LinearQuadraticEnv(3, 2))
+            >>> from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
+            >>> loss = LEQLoss(make_deterministic_actor(3, 2, num_cells=(8,)),
+            ...                make_qvalue_network(3, 2, num_cells=(8,)), LinearQuadraticEnv(3, 2))
             >>> loss.make_value_estimator(gamma=0.9).gamma, loss.lmbda
             (0.9, 0.95)
         """

@@ -12,7 +12,8 @@ from torchrl.objectives import LossModule, ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
 from ._utils import check_reduction, reduce_loss
-from .value import NormalizedLambdaReturnEstimator, _check_unit_interval
+from .hyperparameters import NON_NEGATIVE, UNIT, Rule, check_hyperparameters
+from .value import NormalizedLambdaReturnEstimator
 
 __all__ = ["BCLoss", "FQELoss"]
 
@@ -30,8 +31,8 @@ class BCLoss(LossModule):
 
     Example:
         >>> from tensordict import TensorDict
-        >>> from torchrl_leq.modules import make_leq_actor
-        >>> loss = BCLoss(make_leq_actor(3, 2, num_cells=(8,)))
+        >>> from torchrl_leq.modules import make_deterministic_actor
+        >>> loss = BCLoss(make_deterministic_actor(3, 2, num_cells=(8,)))
         >>> td = TensorDict({"observation": torch.randn(4, 3), "action": torch.zeros(4, 2)}, [4])
         >>> loss(td)["loss_actor"].shape
         torch.Size([])
@@ -79,8 +80,8 @@ class FQELoss(LossModule):
 
     Example:
         >>> from tensordict import TensorDict
-        >>> from torchrl_leq.modules import make_leq_actor, make_leq_critic
-        >>> loss = FQELoss(make_leq_actor(3, 2, num_cells=(8,)), make_leq_critic(3, 2, num_cells=(8,)))
+        >>> from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
+        >>> loss = FQELoss(make_deterministic_actor(3, 2, num_cells=(8,)), make_qvalue_network(3, 2, num_cells=(8,)))
         >>> td = TensorDict({"observation": torch.randn(4, 3), "action": torch.zeros(4, 2),
         ...     "next": {"observation": torch.randn(4, 3), "reward": torch.ones(4, 1),
         ...              "terminated": torch.zeros(4, 1, dtype=torch.bool)}}, [4])
@@ -101,6 +102,7 @@ class FQELoss(LossModule):
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
     out_keys = ["loss_qvalue", "fqe_td_error", "q_mean"]
+    hyperparameter_rules: dict[str, Rule] = {"gamma": UNIT, "ema_weight": NON_NEGATIVE}
     default_value_estimator = ValueEstimators.TD0
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
@@ -118,9 +120,7 @@ class FQELoss(LossModule):
         ema_weight: float = 1.0,
         reduction: str = "mean",
     ) -> None:
-        _check_unit_interval("gamma", gamma)
-        if ema_weight < 0:
-            raise ValueError(f"ema_weight must be >= 0, got {ema_weight}.")
+        check_hyperparameters(self.hyperparameter_rules, gamma=gamma, ema_weight=ema_weight)
         check_reduction(reduction)
         super().__init__()
         self.convert_to_functional(actor_network, "actor_network", create_target_params=False)

@@ -19,19 +19,14 @@ from tensordict.nn import TensorDictModule
 from torch import Tensor
 from torchrl.objectives.value import ValueEstimatorBase
 
+from .hyperparameters import UNIT
+
 __all__ = [
     "expectile_loss",
     "expectile_weight",
     "normalized_lambda_return",
     "NormalizedLambdaReturnEstimator",
 ]
-
-
-def _check_unit_interval(name: str, value: float, *, open_interval: bool = False) -> None:
-    ok = 0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0
-    if not ok:
-        interval = "(0, 1)" if open_interval else "[0, 1]"
-        raise ValueError(f"{name} must lie in {interval}, got {value}.")
 
 
 def expectile_weight(diff: Tensor, tau: float) -> Tensor:
@@ -58,7 +53,7 @@ def expectile_loss(diff: Tensor, tau: float) -> Tensor:
         >>> expectile_loss(torch.tensor([2.0, -2.0]), 0.25)
         tensor([3., 1.])
     """
-    _check_unit_interval("tau", tau)
+    UNIT("tau", tau)
     return expectile_weight(diff, tau) * diff.pow(2)
 
 
@@ -107,8 +102,8 @@ def normalized_lambda_return(
     Returns:
         ``Q^λ_t``, same shape as ``reward``. Differentiable w.r.t. every input tensor.
     """
-    _check_unit_interval("gamma", gamma)
-    _check_unit_interval("lmbda", lmbda)
+    UNIT("gamma", gamma)
+    UNIT("lmbda", lmbda)
     if reward.ndim < 2:
         raise ValueError(
             f"reward must be shaped [..., T, F] with time at dim -2, got shape {tuple(reward.shape)}."
@@ -181,8 +176,8 @@ class NormalizedLambdaReturnEstimator(ValueEstimatorBase):
         **kwargs,
     ) -> None:
         super().__init__(value_network=value_network, **kwargs)
-        _check_unit_interval("gamma", gamma)
-        _check_unit_interval("lmbda", lmbda)
+        UNIT("gamma", gamma)
+        UNIT("lmbda", lmbda)
         self.gamma = float(gamma)
         self.lmbda = float(lmbda)
         self.include_current = include_current

@@ -1,5 +1,7 @@
-"""Training utilities: evaluation in the real environment."""
+"""Training: evaluation in the real environment, the world-model and RSSM training loops
+(:mod:`~torchrl_leq.training.world_model`, :mod:`~torchrl_leq.training.rssm`), the trainer,
+checkpoints and the examples' builders."""
 
-from torchrl_leq.training.evaluation import RandomActor, evaluate, make_random_actor
+from torchrl_leq.training.evaluation import RandomActor, evaluate
 
-__all__ = ["evaluate", "RandomActor", "make_random_actor"]
+__all__ = ["evaluate", "RandomActor"]

@@ -45,22 +45,21 @@ from torchrl_leq.data.simulator import generate_smoke_dataset
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.envs.antmaze import termination_from_config
 from torchrl_leq.modules import (
-    InputScaler,
     ProbabilisticEnsemble,
-    make_combo_actor,
-    make_combo_critic,
+    make_deterministic_actor,
     make_exploration_policy,
-    make_leq_actor,
-    make_leq_critic,
+    make_qvalue_network,
+    make_state_value_network,
+    make_tanh_normal_actor,
 )
 from torchrl_leq.objectives import LEQLoss
 from torchrl_leq.objectives.pretrain import BCLoss, FQELoss
-from torchrl_leq.objectives.world_model import (
+from torchrl_leq.tasks import POINTMAZE_TASKS
+from torchrl_leq.training.world_model import (
     load_world_model,
     save_world_model,
     train_world_model,
 )
-from torchrl_leq.tasks import POINTMAZE_TASKS
 
 from .cache import cache_key, cached
 from .evaluation import evaluate
@@ -80,7 +79,6 @@ __all__ = [
     "is_resuming",
     "make_offline_data",
     "make_world_model",
-    "make_model_env",
     "make_leq_networks",
     "make_leq_loss",
     "make_leq_optimizers",
@@ -240,12 +238,6 @@ def make_termination(cfg: DictConfig) -> str | Callable:
     return termination_from_config(cfg.get("termination"), cfg.task)
 
 
-def make_model_env(ensemble: ProbabilisticEnsemble, termination: Any) -> LEQModelEnv:
-    """The ensemble as a TorchRL env with the task's true termination function (a task name
-    for :func:`~torchrl_leq.envs.get_termination_fn`, or a callable)."""
-    return LEQModelEnv(ensemble, termination)
-
-
 def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, TensorDictModule]:
     """Actor and critic with input statistics fitted on D_env (``num_cells``, ``layer_norm``)."""
     cfg = _node(cfg)
@@ -253,7 +245,7 @@ def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, Te
     obs, act = data.transitions["observation"], data.transitions["action"]
     obs_loc, obs_scale = input_stats(obs)
     in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
-    actor = make_leq_actor(
+    actor = make_deterministic_actor(
         data.observation_dim,
         data.action_dim,
         num_cells=num_cells,
@@ -261,7 +253,7 @@ def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, Te
         obs_loc=obs_loc,
         obs_scale=obs_scale,
     )
-    critic = make_leq_critic(
+    critic = make_qvalue_network(
         data.observation_dim,
         data.action_dim,
         num_cells=num_cells,
@@ -467,25 +459,22 @@ def make_sac_networks(
     obs, act = data.transitions["observation"], data.transitions["action"]
     obs_loc, obs_scale = input_stats(obs)
     in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
-    actor = make_combo_actor(
+    actor = make_tanh_normal_actor(
         data.observation_dim, data.action_dim, num_cells, obs_loc=obs_loc, obs_scale=obs_scale
     )
-    critic = make_combo_critic(
-        data.observation_dim, data.action_dim, num_cells, input_loc=in_loc, input_scale=in_scale
+    critic = make_qvalue_network(
+        data.observation_dim, data.action_dim, num_cells=num_cells, layer_norm=False,
+        input_loc=in_loc, input_scale=in_scale, use_symlog=False,
     )
     return actor, critic
 
 
 def make_value_network(cfg: Any, data: OfflineData) -> TensorDictModule:
     """``observation -> state_value`` (IQL's V), inputs standardised on D_env."""
-    from torchrl_leq.modules.actor_critic import _mlp
-
     loc, scale = input_stats(data.transitions["observation"])
-    net = torch.nn.Sequential(
-        InputScaler(loc, scale, use_symlog=False),
-        _mlp(data.observation_dim, 1, tuple(_node(cfg).num_cells), False),
+    return make_state_value_network(
+        data.observation_dim, num_cells=tuple(_node(cfg).num_cells), obs_loc=loc, obs_scale=scale
     )
-    return TensorDictModule(net, in_keys=["observation"], out_keys=["state_value"])
 
 
 def make_optimizers(

@@ -6,7 +6,7 @@ ended, its later steps (gymnasium's auto-reset included) are masked out: they ad
 no length. Success = the episode ended by ``terminated`` (goal reached in the maze tasks).
 
 Example:
-    >>> from torchrl_leq.data.pointmaze import make_controller_actor
+    >>> from torchrl_leq.data.waypoint_controller import make_controller_actor
     >>> out = evaluate(make_controller_actor("pointmaze-umaze"), "pointmaze-umaze", episodes=2)
     >>> out["success"].tolist()
     [True, True]
@@ -25,18 +25,18 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_leq.data.pointmaze import make_pointmaze_env
 from torchrl_leq.data.scores import normalized_score
+from torchrl_leq.envs.pointmaze import make_pointmaze_env
 from torchrl_leq.tasks import PointMazeTask
 
-__all__ = ["evaluate", "RandomActor", "make_random_actor"]
+__all__ = ["evaluate", "RandomActor"]
 
 
 class RandomActor(TensorDictModuleBase):
     """Uniform random actions in ``[low, high]^action_dim`` (seeded); reads ``"observation"``.
 
     Example:
-        >>> actor = make_random_actor(2, seed=0)
+        >>> actor = RandomActor(2, seed=0)
         >>> actor(TensorDict({"observation": torch.zeros(3, 4)}, [3]))["action"].shape
         torch.Size([3, 2])
     """
@@ -57,13 +57,6 @@ class RandomActor(TensorDictModuleBase):
         shape = (*tensordict.batch_size, self.action_dim)
         u = torch.rand(shape, generator=self.generator)
         return tensordict.set("action", self.low + (self.high - self.low) * u)
-
-
-def make_random_actor(
-    action_dim: int = 2, low: float = -1.0, high: float = 1.0, seed: int | None = None
-) -> RandomActor:
-    """A :class:`RandomActor` (the "random policy" of the reference scores)."""
-    return RandomActor(action_dim, low, high, seed)
 
 
 def _resolve_env(env_fn_or_task: Any, task: str | None) -> tuple[Callable[[], gym.Env], str | None]:
@@ -109,7 +102,7 @@ def evaluate(
     ``spec.max_episode_steps``).
 
     Example:
-        >>> evaluate(make_random_actor(seed=0), "pointmaze-umaze", episodes=2)["lengths"].tolist()
+        >>> evaluate(RandomActor(2, seed=0), "pointmaze-umaze", episodes=2)["lengths"].tolist()
         [300, 300]
     """
     if reference_scores is not None:

@@ -1,14 +1,17 @@
-"""COMBO's SAC-style networks: a tanh-Gaussian actor and a Q-network (twinned by the loss).
+"""The SAC-style stochastic actor (tanh-Gaussian) that COMBO, IQL and CQL use.
 
-Both standardise their inputs with :class:`~torchrl_leq.modules.actor_critic.InputScaler`
-(statistics fitted on the offline data; ``symlog`` off by default) and use plain ReLU MLPs,
-3×256 as in the COMBO paper's appendix (B.1).
+It standardises its input with :class:`~torchrl_leq.modules.actor_critic.InputScaler`
+(statistics fitted on the offline data; ``symlog`` off by default) and uses a plain ReLU MLP,
+3×256 as in the COMBO paper's appendix (B.1). Its critic is
+:func:`~torchrl_leq.modules.actor_critic.make_qvalue_network` with ``layer_norm=False,
+use_symlog=False`` (twinned by the loss).
 
 Example:
     >>> import torch
     >>> from tensordict import TensorDict
-    >>> actor = make_combo_actor(4, 2, num_cells=(32, 32))
-    >>> critic = make_combo_critic(4, 2, num_cells=(32, 32))
+    >>> from torchrl_leq.modules import make_qvalue_network
+    >>> actor = make_tanh_normal_actor(4, 2, num_cells=(32, 32))
+    >>> critic = make_qvalue_network(4, 2, layer_norm=False, use_symlog=False, num_cells=(32, 32))
     >>> td = TensorDict({"observation": torch.randn(8, 4)}, [8])
     >>> td = actor(td)
     >>> td["action"].shape, td["action_log_prob"].shape
@@ -28,9 +31,9 @@ from torch import Tensor, nn
 from torchrl.data import Bounded
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 
-from .actor_critic import InputScaler, _mlp, _stats, make_leq_critic
+from .actor_critic import InputScaler, _mlp, _stats
 
-__all__ = ["make_combo_actor", "make_combo_critic"]
+__all__ = ["make_tanh_normal_actor"]
 
 
 def _scaler(dim: int, loc: Tensor | None, scale: Tensor | None, use_symlog: bool) -> InputScaler:
@@ -54,7 +57,7 @@ class _GaussianHead(nn.Module):
         return loc, log_std.exp()
 
 
-def make_combo_actor(
+def make_tanh_normal_actor(
     observation_dim: int,
     action_dim: int,
     num_cells: Sequence[int] = (256, 256, 256),
@@ -88,7 +91,7 @@ def make_combo_actor(
         observation_key, action_key: tensordict keys.
 
     Example:
-        >>> actor = make_combo_actor(3, 2, num_cells=(16,))
+        >>> actor = make_tanh_normal_actor(3, 2, num_cells=(16,))
         >>> actor.out_keys
         ['loc', 'scale', 'action', 'action_log_prob']
     """
@@ -109,42 +112,4 @@ def make_combo_actor(
         distribution_class=TanhNormal,
         distribution_kwargs={"low": -1.0, "high": 1.0},
         return_log_prob=True,
-    )
-
-
-def make_combo_critic(
-    observation_dim: int,
-    action_dim: int,
-    num_cells: Sequence[int] = (256, 256, 256),
-    *,
-    layer_norm: bool = False,
-    input_loc: Tensor | None = None,
-    input_scale: Tensor | None = None,
-    use_symlog: bool = False,
-    observation_key: NestedKey = "observation",
-    action_key: NestedKey = "action",
-    value_key: NestedKey = "state_action_value",
-) -> TensorDictModule:
-    """One Q-network ``(observation, action) -> state_action_value`` ``[..., 1]``.
-
-    :class:`~torchrl_leq.objectives.combo.COMBOLoss` makes twin copies of it (independently
-    re-initialised) with ``num_qvalue_nets=2``. ``input_loc``/``input_scale`` standardise the
-    concatenated ``[observation, action]``.
-
-    Example:
-        >>> critic = make_combo_critic(3, 2, num_cells=(16,))
-        >>> critic.in_keys, critic.out_keys
-        (['observation', 'action'], ['state_action_value'])
-    """
-    return make_leq_critic(
-        observation_dim,
-        action_dim,
-        num_cells=num_cells,
-        layer_norm=layer_norm,
-        input_loc=input_loc,
-        input_scale=input_scale,
-        use_symlog=use_symlog,
-        observation_key=observation_key,
-        action_key=action_key,
-        value_key=value_key,
     )

@@ -1,6 +1,6 @@
 """Offline training of the :class:`~torchrl_leq.modules.rssm.RSSM` on image sequences, save/load.
 
-Mirrors :mod:`torchrl_leq.objectives.world_model` (``train_world_model`` /
+Mirrors :mod:`torchrl_leq.training.world_model` (``train_world_model`` /
 ``save_world_model`` / ``load_world_model``): whole episodes are held out (the last
 ``holdout_fraction`` of them, at least one), every epoch is ``steps_per_epoch`` Adam steps on
 random windows ``[batch_size, seq_len]`` of the training episodes (windows may cross episode
