@@ -26,13 +26,14 @@ from torchrl_leq.training.builders import (
 )
 from torchrl_leq.training.checks import check_config
 from torchrl_leq.training.cli import run_example
-from torchrl_leq.training.config import seed_everything
+from torchrl_leq.training.config import register_config_maze, seed_everything
 from torchrl_leq.training.trainer import PeriodicHook
 
 
 def train(cfg: DictConfig) -> dict:
     """COMBO: D_env → world model env → SAC networks → COMBOLoss; model rollouts every
     ``rollout.every`` steps; each update mixes real and model transitions (ratio f)."""
+    register_config_maze(cfg)  # a maze of your own (config/maze/), if any
     check_config(cfg, COMBOLoss.hyperparameter_rules)
     seed_everything(cfg.seed)
     data = make_offline_data(cfg.data, batch_size=cfg.optim.batch_size_env)  # D_env

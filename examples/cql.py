@@ -19,7 +19,7 @@ from torchrl_leq.training.builders import (
 )
 from torchrl_leq.training.checks import check_config
 from torchrl_leq.training.cli import run_example
-from torchrl_leq.training.config import seed_everything
+from torchrl_leq.training.config import register_config_maze, seed_everything
 
 # CQLLoss also returns loss_actor_bc (a diagnostic BC term); the update sums these.
 CQL_LOSS_KEYS = ("loss_actor", "loss_qvalue", "loss_cql", "loss_alpha", "loss_alpha_prime")
@@ -27,6 +27,7 @@ CQL_LOSS_KEYS = ("loss_actor", "loss_qvalue", "loss_cql", "loss_alpha", "loss_al
 
 def train(cfg: DictConfig) -> dict:
     """CQL: SAC with a conservative log-sum-exp penalty on the critic (min-Q weight α)."""
+    register_config_maze(cfg)  # a maze of your own (config/maze/), if any
     check_config(cfg)
     seed_everything(cfg.seed)
     data = make_offline_data(cfg.data, batch_size=cfg.optim.batch_size_env)  # D_env

@@ -21,11 +21,12 @@ from torchrl_leq.training.builders import (
 )
 from torchrl_leq.training.checks import check_config
 from torchrl_leq.training.cli import run_example
-from torchrl_leq.training.config import seed_everything
+from torchrl_leq.training.config import register_config_maze, seed_everything
 
 
 def train(cfg: DictConfig) -> dict:
     """IQL: expectile regression of V, TD learning of Q, advantage-weighted actor (AWR)."""
+    register_config_maze(cfg)  # a maze of your own (config/maze/), if any
     check_config(cfg)
     seed_everything(cfg.seed)
     data = make_offline_data(cfg.data, batch_size=cfg.optim.batch_size_env)  # D_env

@@ -30,18 +30,20 @@ from torchrl_leq.training.builders import (
     make_offline_data,
     make_termination,
     make_trainer,
+    make_wall_diagnostic_hooks,
     make_world_model,
     pretrain_bc,
     pretrain_fqe,
 )
 from torchrl_leq.training.checks import check_config
 from torchrl_leq.training.cli import run_example
-from torchrl_leq.training.config import seed_everything
+from torchrl_leq.training.config import register_config_maze, seed_everything
 from torchrl_leq.training.trainer import PeriodicHook
 
 
 def train(cfg: DictConfig) -> dict:
     """Algorithm 1 (line numbers in the comments); returns the trainer's result (final score)."""
+    register_config_maze(cfg)  # a maze of your own (config/maze/), if any
     check_config(cfg, LEQLoss.hyperparameter_rules)  # every value a user set, before any work
     seed_everything(cfg.seed)
     # Input: the offline dataset D_env (rewards transformed as the released code does).
@@ -83,7 +85,8 @@ def train(cfg: DictConfig) -> dict:
         sample_batch=make_leq_batch_sampler(data.buffer, d_model),
         actor=actor,
         target_updater=ema,
-        hooks=[PeriodicHook(every, expand, "expand_d_model")],
+        hooks=[PeriodicHook(every, expand, "expand_d_model"),
+               *make_wall_diagnostic_hooks(cfg, loss, model_env, data)],  # point mazes, optional
         stateful={"d_model": d_model},
     )
     return trainer.train()

@@ -12,10 +12,40 @@ Losses that sample (COMBO) are compared under the same ``torch.manual_seed``.
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 
 SEED = 123
+
+
+def random_transitions(
+    b: int,
+    gen: torch.Generator,
+    obs_key: str = "observation",
+    action_key: str = "action",
+    reward_key: str = "reward",
+    term_key: str = "terminated",
+    obs_dim: int = 3,
+    action_dim: int = 2,
+) -> TensorDict:
+    """``b`` float64 transitions in TorchRL's layout: random observations and rewards, actions in
+    ``[-1, 1]``, every third one terminal."""
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    return TensorDict(
+        {
+            obs_key: randn(b, obs_dim),
+            action_key: torch.rand(b, action_dim, generator=gen, dtype=torch.float64) * 2 - 1,
+            "next": {
+                obs_key: randn(b, obs_dim),
+                reward_key: randn(b, 1),
+                term_key: torch.arange(b).view(-1, 1) % 3 == 0,
+            },
+        },
+        [b],
+    )
 
 
 def _as_tuple(key) -> tuple:

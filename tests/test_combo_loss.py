@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from loss_contract import random_transitions
 from tensordict import TensorDict
 from torchrl.data import Bounded
 from torchrl.modules import ProbabilisticActor, TanhNormal
@@ -41,29 +42,9 @@ def make_loss(seed=0, obs_key="observation", action_key="action", **kwargs):
     return COMBOLoss(actor, critic, **kwargs)
 
 
-def transitions(
-    b, gen, obs_key="observation", action_key="action", reward_key="reward", term_key="terminated"
-):
-    def randn(*shape):
-        return torch.randn(*shape, generator=gen, dtype=torch.float64)
-
-    return TensorDict(
-        {
-            obs_key: randn(b, OBS),
-            action_key: torch.rand(b, ACT, generator=gen, dtype=torch.float64) * 2 - 1,
-            "next": {
-                obs_key: randn(b, OBS),
-                reward_key: randn(b, 1),
-                term_key: torch.arange(b).view(-1, 1) % 3 == 0,
-            },
-        },
-        [b],
-    )
-
-
 def make_batch(b_env=6, b_model=4, seed=1):
     gen = torch.Generator().manual_seed(seed)
-    return TensorDict({"env": transitions(b_env, gen), "model": transitions(b_model, gen)}, [])
+    return TensorDict({"env": random_transitions(b_env, gen), "model": random_transitions(b_model, gen)}, [])
 
 
 def perturb_target(loss):
@@ -360,7 +341,7 @@ def test_set_keys_remaps_batches_and_transition_keys():
     gen = torch.Generator().manual_seed(1)
     keys = dict(obs_key="obs", action_key="act", reward_key="rew", term_key="done_real")
     batch = TensorDict(
-        {"data": {"real": transitions(5, gen, **keys)}, "fake": transitions(4, gen, **keys)}, []
+        {"data": {"real": random_transitions(5, gen, **keys)}, "fake": random_transitions(4, gen, **keys)}, []
     )
     loss = make_loss(obs_key="obs", action_key="act")
     loss.set_keys(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from loss_contract import LossContract
+from loss_contract import LossContract, random_transitions
 from tensordict import TensorDict
 
 from torchrl_leq.envs.analytic import LinearQuadraticEnv
@@ -16,24 +16,6 @@ from torchrl_leq.objectives import COMBOLoss, LEQLoss
 from torchrl_leq.objectives.pretrain import BCLoss, FQELoss
 
 OBS, ACT, B = 3, 2, 6
-
-
-def _transitions(gen, b=B, obs="observation", act="action", rew="reward", term="terminated"):
-    def randn(*shape):
-        return torch.randn(*shape, generator=gen, dtype=torch.float64)
-
-    return TensorDict(
-        {
-            obs: randn(b, OBS),
-            act: torch.rand(b, ACT, generator=gen, dtype=torch.float64) * 2 - 1,
-            "next": {
-                obs: randn(b, OBS),
-                rew: randn(b, 1),
-                term: torch.arange(b).view(-1, 1) % 3 == 0,
-            },
-        },
-        [b],
-    )
 
 
 def _rename_transition_keys(td, reward="rew", terminated="term"):
@@ -73,7 +55,7 @@ class TestLEQLossContract(LossContract):
 
     def make_batch(self):
         gen = torch.Generator().manual_seed(1)
-        env = _transitions(gen)
+        env = random_transitions(B, gen)
         model = TensorDict({"observation": env["observation"].flip(0) + 0.1}, [B])
         return TensorDict({"env": env, "model": model}, [])
 
@@ -111,10 +93,10 @@ class TestCOMBOLossContract(LossContract):
         )
         return COMBOLoss(actor.double(), critic.double(), num_random=3, **kwargs)
 
-    def make_batch(self, **keys):
+    def make_batch(self):
         gen = torch.Generator().manual_seed(1)
         return TensorDict(
-            {"env": _transitions(gen, **keys), "model": _transitions(gen, **keys)}, []
+            {"env": random_transitions(B, gen), "model": random_transitions(B, gen)}, []
         )
 
     def param_groups(self, loss):
@@ -131,7 +113,8 @@ class TestCOMBOLossContract(LossContract):
             "terminated": "term",
         }
         loss.set_keys(**mapping)
-        batch = self.make_batch(obs="obs", act="act", rew="rew", term="term")
+        gen, keys = torch.Generator().manual_seed(1), ("obs", "act", "rew", "term")
+        batch = {name: random_transitions(B, gen, *keys) for name in ("env", "model")}
         return loss, mapping, TensorDict({"real": batch["env"], "fake": batch["model"]}, [])
 
 
@@ -144,7 +127,7 @@ class TestBCLossContract(LossContract):
         return BCLoss(actor, **kwargs)
 
     def make_batch(self, obs="observation", act="action"):
-        td = _transitions(torch.Generator().manual_seed(1))
+        td = random_transitions(B, torch.Generator().manual_seed(1))
         return TensorDict({obs: td["observation"], act: td["action"]}, [B])
 
     def param_groups(self, loss):
@@ -171,7 +154,7 @@ class TestFQELossContract(LossContract):
         return loss
 
     def make_batch(self):
-        return _transitions(torch.Generator().manual_seed(1))
+        return random_transitions(B, torch.Generator().manual_seed(1))
 
     def param_groups(self, loss):
         return _groups(loss)

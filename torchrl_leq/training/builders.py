@@ -129,7 +129,8 @@ def make_offline_data(cfg: Any, *, batch_size: int = 256) -> OfflineData:
         if task not in POINTMAZE_TASKS:
             raise ValueError(f"Unknown point-maze task {task!r}; known: {sorted(POINTMAZE_TASKS)}")
         steps, seed = int(cfg.steps), int(cfg.seed)
-        transitions = read_pointmaze_dataset(task, steps, seed, cfg.root)
+        collection = {k: cfg[k] for k in ("action_noise", "waypoint_jitter") if k in cfg}
+        transitions = read_pointmaze_dataset(task, steps, seed, cfg.root, **collection)
         description = f"{task}/diverse-s{seed}-n{steps}"
     elif source == "d4rl_hdf5":
         path = cfg.path
@@ -309,6 +310,7 @@ def make_leq_optimizers(
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]:
     """Adam for actor (``actor_lr``, cosine decay to 0 over ``total_steps`` when
     ``cosine_actor_lr``) and critic (``critic_lr``), as in Table 9 / the released code."""
+    cfg = _node(cfg)
     actor_params = [p for p in loss.actor_network_params.values(True, True) if p.requires_grad]
     critic_params = [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad]
     optimizers = {
@@ -550,6 +552,37 @@ def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[in
     return lambda episodes, seed: evaluate(
         actor, env_fn, episodes, seed, task=task, num_envs=ev.num_envs
     )
+
+
+def make_wall_diagnostic_hooks(
+    cfg: DictConfig, loss: LEQLoss, model_env: LEQModelEnv, data: OfflineData
+) -> list[PeriodicHook]:
+    """The model-exploitation diagnostic of a point-maze run
+    (:func:`~torchrl_leq.envs.maze_diagnostics.make_wall_diagnostic`: imagined rollouts from
+    ``cfg.diagnostics.num_starts`` fixed D_env states that end in or cross a wall, their
+    λ-return against the real one, the ensemble's disagreement there) as a hook logging
+    ``wall/*`` every ``cfg.diagnostics.wall_every`` steps; none when that is 0 or the task is not
+    a point maze. Its RNG is private: training's random stream is the same with or without it."""
+    diag = cfg.get("diagnostics")
+    if diag is None or not diag.wall_every or cfg.task not in POINTMAZE_TASKS:
+        return []
+    from torchrl_leq.envs.maze_diagnostics import make_wall_diagnostic
+    from torchrl_leq.tasks import get_pointmaze_task
+
+    critic = loss.qvalue_network
+    diagnostic = make_wall_diagnostic(
+        get_pointmaze_task(cfg.task), model_env, loss.actor_network, data.transitions,
+        critic=critic, num_starts=int(diag.num_starts), horizon=int(cfg.loss.horizon),
+        gamma=float(loss.gamma), lmbda=float(loss.lmbda),
+        reward_shift=-1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0,
+    )
+
+    def log(step: int) -> dict[str, float]:
+        with torch.no_grad(), loss.actor_network_params.to_module(loss.actor_network), \
+                loss.qvalue_network_params.to_module(critic):
+            return diagnostic(step)
+
+    return [PeriodicHook(int(diag.wall_every), log, "wall_diagnostic")]
 
 
 def make_trainer(

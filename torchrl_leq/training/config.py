@@ -29,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
+    "register_config_maze",
     "compose_config",
     "apply_smoke_preset",
     "load_script",
@@ -96,3 +97,28 @@ def load_script(path: str | os.PathLike, name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def register_config_maze(cfg: DictConfig) -> None:
+    """Register ``cfg.maze`` (a maze of the user's own: ``maze_map``, ``start_cell``,
+    ``goal_cell``, ``max_episode_steps``) under the name ``cfg.task``, so that data generation,
+    termination, evaluation, the wall diagnostic and scores treat it as a named point-maze task;
+    no-op without ``cfg.maze``. Mistakes raise one-line ``ValueError`` s.
+
+    Example:
+        >>> cfg = OmegaConf.create({"task": "pointmaze-corridor", "maze": {
+        ...     "maze_map": [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]],
+        ...     "start_cell": [1, 1], "goal_cell": [1, 3], "max_episode_steps": 100}})
+        >>> register_config_maze(cfg)
+        >>> from torchrl_leq.tasks import get_pointmaze_task, unregister_pointmaze_task
+        >>> get_pointmaze_task("pointmaze-corridor").goal_xy
+        (1.0, 0.0)
+        >>> unregister_pointmaze_task("pointmaze-corridor")
+    """
+    maze = cfg.get("maze")
+    if maze is None:
+        return
+    from torchrl_leq.tasks import make_pointmaze_task, register_pointmaze_task
+
+    spec = OmegaConf.to_container(maze, resolve=True) if isinstance(maze, DictConfig) else maze
+    register_pointmaze_task(make_pointmaze_task({"name": str(cfg.task), **spec}))

@@ -77,7 +77,8 @@ class Stateful(Protocol):
 
 @dataclass
 class PeriodicHook:
-    """Call ``fn(step)`` before the update of every step with ``step % every == 0``."""
+    """Call ``fn(step)`` before the update of every step with ``step % every == 0``; a mapping
+    of scalars it returns is logged at that step (e.g. ``{"wall/cross_frac": 0.1}``)."""
 
     every: int
     fn: Callable[[int], Any]
@@ -336,6 +337,11 @@ class OfflineTrainer:
             self._logged.add(name)
         self.logger.log_scalar(name, value, step=self.step)
 
+    def _log_hook_output(self, output: Any) -> None:
+        if isinstance(output, Mapping):
+            for name, value in output.items():
+                self._log_scalar(str(name), float(value))
+
     def train(self) -> dict[str, Any]:
         """Run (or continue) training; returns last/best scores and the final evaluation. The
         lock on ``run_dir`` is released when it returns or raises."""
@@ -367,7 +373,7 @@ class OfflineTrainer:
         while self.step < self.total_steps:
             for hook in self.hooks:
                 if self.step % hook.every == 0:
-                    hook.fn(self.step)
+                    self._log_hook_output(hook.fn(self.step))
             out = self._update()
             self.step += 1
             bar.update(1)
