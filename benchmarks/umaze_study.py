@@ -58,6 +58,10 @@ VARIANTS: dict[str, list[str]] = {  # variant -> overrides of examples/config/le
     "jitter_wm100": ["world_model.max_epochs=100"],
     "jitter_wm100_per_step": ["world_model.max_epochs=100", "loss.actor_gradient=per_step"],
     "jitter_h5": ["loss.horizon=5"],
+    "jitter_h5_12k": ["loss.horizon=5", "train.total_steps=12000", "train.eval_every=2000"],
+    "jitter_12k": ["train.total_steps=12000", "train.eval_every=2000"],
+    "jitter_released_lr": ["optim.actor_lr=3e-5", "optim.critic_lr=1e-4"],
+    "released": [*OLD_DATA, *RELEASED],
 }
 
 
