@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict:
     actor, critic = make_leq_networks(cfg.network, data)
     if cfg.pretrain.enabled and not is_resuming(cfg):  # a resumed run has them in its checkpoint
         pretrain_bc(actor, data.buffer, cfg.pretrain.bc_steps, lr=cfg.pretrain.bc_lr,
-                    progress=cfg.progress)
+                    batch_size=cfg.pretrain.get("bc_batch_size"), progress=cfg.progress)
         pretrain_fqe(actor, critic, data.buffer, cfg.pretrain.fqe_steps, gamma=cfg.loss.gamma,
                      lr=cfg.optim.critic_lr, ema_decay=cfg.optim.ema_decay, progress=cfg.progress)
 

@@ -62,6 +62,7 @@ __all__ = [
     "antmaze_eval_cells",
     "check_minari_task",
     "make_minari_task",
+    "minari_task_spec",
     "relabel_goal_rewards",
     "replay_error",
 ]
@@ -264,6 +265,7 @@ def _antmaze_setup(dataset_id: str, spec, eval_spec, termination_radius):
         "env_id": spec.id,
         "max_episode_steps": factory.max_episode_steps,
         "score_task": f"antmaze-{name}",
+        "task": f"antmaze-{name}",
     }
 
 
@@ -274,7 +276,9 @@ def _mujoco_setup(dataset_id: str, meta: dict, spec, eval_spec):
         raise ValueError(
             f"{dataset_id!r} records no ref_min_score / ref_max_score: cannot normalise scores."
         )
+    _, env_name, level = dataset_id.split("/")[-3:] if dataset_id.count("/") >= 2 else ("", "", "")
     return factory, {
+        "task": f"{env_name}-{level.rsplit('-v', 1)[0]}" if env_name else dataset_id,
         "env_id": use.id,
         "max_episode_steps": use.max_episode_steps,
         "reference_scores": (float(meta["ref_min_score"]), float(meta["ref_max_score"])),
@@ -331,6 +335,40 @@ def check_minari_task(dataset_id: str, root: str | os.PathLike | None = None) ->
     return {**info, "family": family, "observation_dim": obs_dim, "action_dim": act_dim}
 
 
+def minari_task_spec(
+    dataset_id: str,
+    root: str | os.PathLike | None = None,
+    *,
+    termination_radius: float | None = None,
+) -> MinariTask:
+    """What :func:`make_minari_task` derives from the dataset's *metadata* alone — evaluation env
+    factory, world-model termination, reward transform, reference scores, ``info`` — without
+    reading its episodes (``transitions`` is ``None``). The same values as the full task's; the
+    examples' evaluator and model termination use it.
+
+    Example:
+        >>> spec = minari_task_spec("D4RL/antmaze/umaze-v1", "/data/minari")  # doctest: +SKIP
+        >>> spec.goal_xy, spec.transitions  # doctest: +SKIP
+        ((-4.0, 4.0), None)
+    """
+    meta, family, factory, info = _setup(dataset_id, root, termination_radius)
+    if family == "antmaze":
+        termination = goal_termination(info["goal_xy"], info["termination_radius"])
+        return MinariTask(
+            dataset_id, family, None, termination, factory, "maze",
+            reference_scores(info["score_task"]), info,
+        )
+    return MinariTask(
+        dataset_id, family, None, get_termination_fn(family), factory,
+        _locomotion_reward_kind(dataset_id), info["reference_scores"], info,
+    )
+
+
+def _locomotion_reward_kind(dataset_id: str) -> str:
+    # The released code keeps raw rewards for ``*-random`` data, scales the others.
+    return "none" if dataset_id.rsplit("/", 1)[-1].startswith("random") else "locomotion"
+
+
 def make_minari_task(
     dataset_id: str,
     root: str | os.PathLike | None = None,
@@ -350,7 +388,7 @@ def make_minari_task(
     meta, family, factory, info = _setup(dataset_id, root, termination_radius)
     if family != "antmaze":
         td = read_minari(dataset_id, root, observation_keys=observation_keys)
-        kind = "none" if dataset_id.rsplit("/", 1)[-1].startswith("random") else "locomotion"
+        kind = _locomotion_reward_kind(dataset_id)
         return MinariTask(
             dataset_id,
             family,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torchrl.data import TensorDictReplayBuffer
+from torchrl.data.replay_buffers import RandomSampler
 from tqdm.auto import tqdm
 
 from torchrl_leq.data import (
@@ -35,12 +37,13 @@ from torchrl_leq.data import (
     make_model_buffer,
     make_replay_buffer,
     read_d4rl_hdf5,
-    read_minari,
     read_pointmaze_dataset,
     rollout_model_transitions,
 )
 from torchrl_leq.data.d4rl import world_model_transitions
 from torchrl_leq.data.fingerprint import transitions_fingerprint
+from torchrl_leq.data.minari_tasks import MinariTask, make_minari_task, minari_task_spec
+from torchrl_leq.data.scores import reference_scores
 from torchrl_leq.data.simulator import generate_smoke_dataset
 from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.envs.antmaze import termination_from_config
@@ -118,13 +121,16 @@ class OfflineData:
 
 def make_offline_data(cfg: Any, *, batch_size: int = 256) -> OfflineData:
     """Load D_env from ``cfg.source``: ``pointmaze`` (generated on first use: ``task``,
-    ``steps``, ``seed``), ``d4rl_hdf5`` (``path``), ``minari`` (``dataset_id``, ``root``) or
-    ``simulator`` (a random policy in ``env_id`` for ``steps`` steps, cached as a D4RL file);
-    apply ``cfg.reward_transform`` (``maze``/``antmaze`` r-1, ``locomotion``, ``none``)."""
+    ``steps``, ``seed``), ``d4rl_hdf5`` (``path``), ``minari`` (``dataset_id``, ``root``:
+    :func:`~torchrl_leq.data.minari_tasks.make_minari_task`, AntMaze rewards relabelled to the
+    evaluation goal) or ``simulator`` (a random policy in ``env_id`` for ``steps`` steps, cached
+    as a D4RL file); apply ``cfg.reward_transform`` (``maze``/``antmaze`` r-1, ``locomotion``,
+    ``none``) — for ``minari`` the dataset's family decides it (released code's rule)."""
     cfg = _node(cfg)
     source, task = cfg.source, cfg.task
     if source not in DATA_SOURCES:
         raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {source!r}.")
+    kind = cfg.reward_transform
     if source == "pointmaze":
         if task not in POINTMAZE_TASKS:
             raise ValueError(f"Unknown point-maze task {task!r}; known: {sorted(POINTMAZE_TASKS)}")
@@ -147,19 +153,56 @@ def make_offline_data(cfg: Any, *, batch_size: int = 256) -> OfflineData:
         transitions = read_d4rl_hdf5(path)
         description = str(path)
     else:
-        dataset_id = cfg.dataset_id
-        if not dataset_id:
-            raise ValueError("data.dataset_id must name a local Minari dataset for source=minari.")
-        transitions = read_minari(
-            dataset_id, root=cfg.root, observation_key=cfg.observation_key
-        )
-        description = str(dataset_id)
-    kind = cfg.reward_transform
+        minari = _minari_task(cfg, full=True)
+        transitions = minari.transitions
+        description = minari.dataset_id
+        kind = _minari_reward_transform(cfg, minari)
+        if str(task) != minari.info["task"]:
+            warnings.warn(
+                f"data.dataset_id={minari.dataset_id!r} is task {minari.info['task']!r} but the "
+                f"config is {task!r}: its evaluation env, goal, termination, rewards and scores "
+                "come from the dataset, its hyperparameters (Table 10's tau) from the config; "
+                "pick the matching --config-name for that task's values.",
+                stacklevel=2,
+            )
     if kind not in (None, "none"):
         transitions = apply_reward_transform(kind, transitions)
         description += f"+{kind}"
     buffer = make_replay_buffer(transitions, batch_size=batch_size)
     return OfflineData(str(task), transitions, buffer, description)
+
+
+def _minari_task(data_cfg: Any, *, full: bool = False) -> MinariTask:
+    """The Minari task of ``data_cfg`` (``dataset_id``, ``root``, ``termination_radius``): the
+    whole task with its transitions (``full``) or only what its metadata give."""
+    data_cfg = _node(data_cfg)
+    dataset_id = data_cfg.get("dataset_id")
+    if not dataset_id:
+        raise ValueError(
+            "data.dataset_id must name a local Minari dataset for source=minari "
+            "(e.g. data.dataset_id=D4RL/antmaze/umaze-v1; `minari download <id>` fetches it)."
+        )
+    radius = data_cfg.get("termination_radius")
+    radius = None if radius is None else float(radius)
+    if full:
+        return make_minari_task(str(dataset_id), data_cfg.get("root"), termination_radius=radius)
+    return minari_task_spec(str(dataset_id), data_cfg.get("root"), termination_radius=radius)
+
+
+def _minari_reward_transform(data_cfg: DictConfig, task: MinariTask) -> str:
+    """The dataset's reward transform (AntMaze ``maze``; MuJoCo ``locomotion``, raw for
+    ``*-random``); a config value that differs is overridden, with a warning."""
+    kind = data_cfg.get("reward_transform")
+    if kind not in (None, task.reward_transform) and {kind, task.reward_transform} != {
+        "maze",
+        "antmaze",
+    }:
+        warnings.warn(
+            f"data.reward_transform={kind!r} ignored for {task.dataset_id!r}: Minari tasks use "
+            f"the released code's transform of their family, {task.reward_transform!r}.",
+            stacklevel=3,
+        )
+    return task.reward_transform
 
 
 def input_stats(x: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,16 +276,41 @@ def make_world_model(
     )
 
 
+def _is_minari(cfg: DictConfig) -> bool:
+    return (cfg.get("data") or {}).get("source") == "minari"
+
+
+def _dataset_decides(cfg: DictConfig, what: str, value: Any, own: Any = None) -> None:
+    """Warn that ``what`` (set in a non-smoke config to something else than the dataset's
+    ``own``) is replaced by the Minari dataset's own."""
+    if value not in (None, {}, own) and not cfg.get("smoke", False):
+        warnings.warn(
+            f"{what} is ignored with data.source=minari: the dataset "
+            f"{cfg.data.dataset_id!r} names it (data.termination_radius sets the radius).",
+            stacklevel=3,
+        )
+
+
 def make_termination(cfg: DictConfig) -> str | Callable:
-    """The model env's termination: ``cfg.termination`` (``{goal: [x, y], radius}`` in the data's
-    frame) or, when it is null, the built-in one of ``cfg.task``."""
+    """The model env's termination: with ``data.source=minari`` the dataset's (AntMaze: its
+    evaluation goal, radius ``data.termination_radius`` or the reward radius 0.45; MuJoCo: the
+    family's rule); else ``cfg.termination`` (``{goal: [x, y], radius}`` in the data's frame)
+    or, when it is null, the built-in one of ``cfg.task``."""
+    if _is_minari(cfg):
+        _dataset_decides(cfg, "termination", cfg.get("termination"))
+        return _minari_task(cfg.data).termination_fn
     return termination_from_config(cfg.get("termination"), cfg.task)
 
 
 def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, TensorDictModule]:
-    """Actor and critic with input statistics fitted on D_env (``num_cells``, ``layer_norm``)."""
+    """Actor and critic with input statistics fitted on D_env: ``num_cells``, ``layer_norm``
+    (the critic's), ``actor_layer_norm`` (the released code's actor has none; absent: as
+    ``layer_norm``), ``init`` (``default`` PyTorch or ``orthogonal`` √2 as released; absent:
+    ``default``)."""
     cfg = _node(cfg)
     num_cells, layer_norm = tuple(cfg.num_cells), bool(cfg.layer_norm)
+    actor_layer_norm = bool(cfg.get("actor_layer_norm", layer_norm))
+    init = str(cfg.get("init", "default"))
     obs, act = data.transitions["observation"], data.transitions["action"]
     obs_loc, obs_scale = input_stats(obs)
     in_loc, in_scale = input_stats(torch.cat([obs, act], -1))
@@ -250,9 +318,10 @@ def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, Te
         data.observation_dim,
         data.action_dim,
         num_cells=num_cells,
-        layer_norm=layer_norm,
+        layer_norm=actor_layer_norm,
         obs_loc=obs_loc,
         obs_scale=obs_scale,
+        init=init,
     )
     critic = make_qvalue_network(
         data.observation_dim,
@@ -261,6 +330,7 @@ def make_leq_networks(cfg: Any, data: OfflineData) -> tuple[TensorDictModule, Te
         layer_norm=layer_norm,
         input_loc=in_loc,
         input_scale=in_scale,
+        init=init,
     )
     return actor, critic
 
@@ -395,11 +465,18 @@ def pretrain_bc(
     steps: int,
     *,
     lr: float = 3e-4,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> float:
-    """Behaviour-clone ``actor`` on D_env for ``steps`` Adam steps; returns the last loss."""
+    """Behaviour-clone ``actor`` on D_env for ``steps`` Adam steps of ``batch_size`` samples
+    (``None``: the buffer's batch size); returns the last loss. The paper configs use the
+    released code's batch 4096 at lr 3e-5 (``pretrain.bc_batch_size`` / ``pretrain.bc_lr``)."""
     loss = BCLoss(actor)
     opt = torch.optim.Adam([p for p in loss.parameters() if p.requires_grad], lr=lr)
+    if batch_size is not None:  # the same storage, sampled uniformly at another batch size
+        env_buffer = TensorDictReplayBuffer(
+            storage=env_buffer.storage, sampler=RandomSampler(), batch_size=int(batch_size)
+        )
     return _loop(loss, opt, env_buffer.sample, steps, "loss_actor", "BC pretrain", progress)
 
 
@@ -531,10 +608,20 @@ def is_resuming(cfg: DictConfig) -> bool:
 
 
 def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[int, int], dict]:
-    """``(episodes, seed) -> evaluate(...)`` of ``actor`` in the real env: the generated point
-    maze of ``cfg.task``, or the gymnasium env ``cfg.eval.env_id`` (``env_kwargs``) with the
-    D4RL-style reference scores of ``cfg.task``."""
+    """``(episodes, seed) -> evaluate(...)`` of ``actor`` in the real env: with
+    ``data.source=minari`` the dataset's evaluation env and reference scores
+    (:func:`~torchrl_leq.data.minari_tasks.minari_task_spec`); else the generated point maze of
+    ``cfg.task``, or the gymnasium env ``cfg.eval.env_id`` (``env_kwargs``) with the D4RL-style
+    reference scores of ``cfg.task`` (a task without them fails here, before training)."""
     task, ev = str(cfg.task), cfg.eval
+    if _is_minari(cfg):
+        minari = _minari_task(cfg.data)
+        _dataset_decides(cfg, "eval.env_id", ev.env_id, minari.info["env_id"])
+        refs = minari.reference_scores
+        return lambda episodes, seed: evaluate(
+            actor, minari.env_factory, episodes, seed, reference_scores=refs,
+            num_envs=ev.num_envs,
+        )
     if task in POINTMAZE_TASKS and ev.env_id is None:
         return lambda episodes, seed: evaluate(actor, task, episodes, seed, num_envs=ev.num_envs)
     if ev.env_id is None:
@@ -545,6 +632,7 @@ def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[in
     import gymnasium as gym
 
     env_id, env_kwargs = str(ev.env_id), dict(ev.env_kwargs or {})
+    reference_scores(task)  # no reference scores: fail now, not at the first evaluation
 
     def env_fn():
         return gym.make(env_id, **env_kwargs)

@@ -3,8 +3,11 @@ or the evaluation env is missing.
 
 - :func:`check_dataset`: ``data.source=d4rl_hdf5`` with a missing ``data.path`` raises a one-line
   ``FileNotFoundError`` naming the expected path, how to get the file, the Minari alternative and
-  ``smoke=true``.
-- :func:`check_eval_env`: a task that is not a generated point maze needs ``eval.env_id``.
+  ``smoke=true``; ``data.source=minari`` runs
+  :func:`~torchrl_leq.data.minari_tasks.check_minari_task` (dataset present, supported env,
+  widths match the evaluation env).
+- :func:`check_eval_env`: a task that is not a generated point maze or a Minari dataset needs
+  ``eval.env_id``.
 
 Example:
     >>> check_eval_env({"data": {"source": "pointmaze"}, "eval": {"env_id": None}})
@@ -60,6 +63,16 @@ def check_dataset(data_cfg: Any, task: str | None = None) -> None:
         ...
         FileNotFoundError: D4RL dataset not found: expected '/nowhere/hopper_medium-v2.hdf5'...
     """
+    if data_cfg.get("source") == "minari":
+        from torchrl_leq.data.minari_tasks import check_minari_task
+
+        if not data_cfg.get("dataset_id"):
+            raise ValueError(
+                "data.dataset_id must name a local Minari dataset for source=minari "
+                "(e.g. data.dataset_id=D4RL/antmaze/umaze-v1; `minari download <id>` fetches it)."
+            )
+        check_minari_task(str(data_cfg.get("dataset_id")), data_cfg.get("root"))
+        return
     if data_cfg.get("source") != "d4rl_hdf5":
         return
     path = data_cfg.get("path")
@@ -71,7 +84,7 @@ def check_dataset(data_cfg: Any, task: str | None = None) -> None:
 
 def check_eval_env(cfg: Any) -> None:
     """Fail fast (before the world model) when a non-point-maze task has no ``eval.env_id``."""
-    if (cfg.get("data") or {}).get("source") == "pointmaze":
+    if (cfg.get("data") or {}).get("source") in ("pointmaze", "minari"):  # minari: the dataset's
         return
     if (cfg.get("eval") or {}).get("env_id") is None:
         raise ValueError(
