@@ -51,8 +51,8 @@ def missing_dataset_message(path: str | os.PathLike, task: str | None = None) ->
     path = Path(path).expanduser()
     d4rl_id = f"{task}-v2" if task else "<task>-v2"
     return (
-        f"D4RL dataset{f' for {task!r}' if task else ''} not found: expected {str(path)!r}. "
-        f"Download it from {_download_hint(path)} (or let the `d4rl` package fetch it into "
+        f"D4RL dataset{f' for {task!r}' if task else ''} not found: expected {str(path)!r} — "
+        f"download it from {_download_hint(path)} (or let the `d4rl` package fetch it into "
         f"~/.d4rl/datasets: gym.make('{d4rl_id}').get_dataset()), or pass data.path=<file>; "
         "or use a local Minari dataset: data.source=minari data.dataset_id=<id> "
         "data.root=<dir>. smoke=true runs without it (a tiny dataset generated with the "
@@ -81,7 +81,10 @@ def check_dataset(data_cfg: Any, task: str | None = None) -> None:
         return
     path = data_cfg.get("path")
     if not path:
-        raise ValueError("data.path must point to a D4RL-format HDF5 file for source=d4rl_hdf5.")
+        raise ValueError(
+            "data.path is not set for data.source=d4rl_hdf5 — pass data.path=<a D4RL-format "
+            "HDF5 file>."
+        )
     if not Path(str(path)).expanduser().is_file():
         raise FileNotFoundError(missing_dataset_message(str(path), task))
 
@@ -93,7 +96,7 @@ def check_eval_env(cfg: Any) -> None:
         return
     if (cfg.get("eval") or {}).get("env_id") is None:
         raise ValueError(
-            f"eval.env_id is not set for task {cfg.get('task')!r}: name a gymnasium env with "
+            f"eval.env_id is not set for task {cfg.get('task')!r} — name a gymnasium env with "
             "the dataset's observation layout and frame. D4RL AntMaze needs D4RL's own env "
             "(d4rl + mujoco-py), which is not installed here; see docs/antmaze.md."
         )
