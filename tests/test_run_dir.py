@@ -167,7 +167,7 @@ def test_foreign_files_do_not_make_a_directory_a_run(tmp_path):
 def test_resume_with_a_different_config_names_the_differing_keys(tmp_path):
     claimed(tmp_path)[0].release()
     with pytest.raises(
-        ValueError, match=r"different config: loss.tau: 0.9 -> 0.7, seed: 0 -> 1;"
+        ValueError, match=r"different config: loss.tau: 0.9 -> 0.7, seed: 0 -> 1 — "
     ) as err:
         claimed(tmp_path, with_changes(seed=1, loss__tau=0.7), resume=True)
     assert one_line(err)

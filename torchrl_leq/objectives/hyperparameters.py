@@ -93,7 +93,9 @@ def choice(*options: Any) -> Rule:
 
     def check(key: str, value: Any) -> None:
         if value not in options:
-            raise ConfigError(f"{key} must be one of {list(options)}, got {value!r}.")
+            raise ConfigError(
+                f"{key} must be one of {list(options)}, got {value!r} — pass {key}=<one of them>."
+            )
 
     return check
 

@@ -604,7 +604,9 @@ def run_directory(cfg: DictConfig) -> Path:
 def is_resuming(cfg: DictConfig) -> bool:
     """Whether this run continues a checkpoint (``resume=true`` and one exists): pretraining is
     then skipped, its result is in the checkpoint."""
-    return bool(cfg.resume) and (run_directory(cfg) / "checkpoint.pt").exists()
+    run_dir = run_directory(cfg)
+    names = ("checkpoint.pt", "checkpoint.prev.pt")  # prev alone: killed between two renames
+    return bool(cfg.resume) and any((run_dir / name).exists() for name in names)
 
 
 def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[int, int], dict]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from torchrl_leq.objectives.hyperparameters import (
     NON_NEGATIVE_INT,
@@ -33,12 +33,75 @@ from torchrl_leq.objectives.hyperparameters import (
     number,
 )
 
-from .datasets import check_dataset, check_eval_env
+from .datasets import check_data_shapes, check_dataset, check_eval_env
+from .run_dir import RunDirectory
 
-__all__ = ["ConfigError", "check_config", "check_value", "CONFIG_RULES"]
+__all__ = ["ConfigError", "check_config", "check_value", "check_run_dir", "CONFIG_RULES"]
+
+
+def widths(key: str, value: Any) -> None:
+    """Rule: a non-empty list of positive integers (hidden-layer widths)."""
+    if not isinstance(value, (list, tuple, ListConfig)) or len(value) == 0:
+        raise ConfigError(
+            f"{key} must be a non-empty list of layer widths, got {value!r} — set "
+            f"{key}=[256,256]."
+        )
+    for i, item in enumerate(value):
+        POSITIVE_INT(f"{key}[{i}]", item)
+
+
+def text(key: str, value: Any) -> None:
+    """Rule: a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, got {value!r} — set {key}=<name>.")
+
+
+def optional_text(key: str, value: Any) -> None:
+    """Rule: null or a non-empty string (a path, an id)."""
+    if value is not None:
+        text(key, value)
+
+
+def mapping(key: str, value: Any) -> None:
+    """Rule: a mapping (keyword arguments)."""
+    if not isinstance(value, (Mapping, DictConfig)):
+        raise ConfigError(
+            f"{key} must be a mapping of keyword arguments, got {value!r} — set "
+            f"{key}={{name: value}} (or {{}})."
+        )
+
+
+def termination(key: str, value: Any) -> None:
+    """Rule: null (the task's own termination) or ``{goal: [x, y], radius: r > 0}``."""
+    if value is None:
+        return
+    how = f"set {key}={{goal: [x, y], radius: 0.5}}, or {key}=null for the task's own"
+    goal = value.get("goal") if isinstance(value, (Mapping, DictConfig)) else None
+    if not isinstance(goal, (list, tuple, ListConfig)) or len(goal) != 2:
+        raise ConfigError(f"{key}.goal must be a list [x, y], got {goal!r} — {how}.")
+    for i, item in enumerate(goal):
+        number(float)(f"{key}.goal[{i}]", item)
+    if value.get("radius") is not None:
+        POSITIVE(f"{key}.radius", value.get("radius"))
 
 
 CONFIG_RULES: dict[str, Rule] = {
+    "task": text,
+    "run_dir": optional_text,
+    "termination": termination,
+    "network.num_cells": widths,
+    "network.layer_norm": boolean,
+    "world_model.hidden_dims": widths,
+    "data.path": optional_text,
+    "data.dataset_id": optional_text,
+    "data.env_kwargs": mapping,
+    "eval.env_id": optional_text,
+    "eval.env_kwargs": mapping,
+    "logger.exp_name": text,
+    "loss.with_lagrange": boolean,
+    "loss.deterministic_backup": boolean,
+    "loss.lagrange_thresh": POSITIVE,
+    "loss.real_ratio": UNIT,
     "seed": NON_NEGATIVE_INT,
     "smoke": boolean,
     "resume": boolean,
@@ -140,16 +203,30 @@ def check_config(cfg: DictConfig, loss_rules: Mapping[str, Rule] | None = None) 
             check_value(key, node)
     if loss_rules and cfg.get("loss") is not None:
         check_hyperparameters(loss_rules, "loss.", **{k: cfg.loss[k] for k in cfg.loss})
-    if "data" in cfg and "task" in cfg:
-        check_dataset(cfg.data, cfg.task)
-        check_eval_env(cfg)
     if cfg.get("world_model") is not None and "num_members" in cfg.world_model:
         wm = cfg.world_model
         if wm.num_elites > wm.num_members:
             raise ConfigError(
                 f"world_model.num_elites ({wm.num_elites}) must be <= world_model.num_members "
-                f"({wm.num_members})."
+                f"({wm.num_members}) — lower world_model.num_elites or raise num_members."
             )
+    if "data" in cfg and "task" in cfg:
+        check_dataset(cfg.data, cfg.task)
+        check_eval_env(cfg)
+        check_data_shapes(cfg)
+    if "resume" in cfg and "train" in cfg and "logger" in cfg:
+        check_run_dir(cfg)
+
+
+def check_run_dir(cfg: DictConfig) -> None:
+    """The run directory of ``cfg`` (:func:`~torchrl_leq.training.builders.run_directory`) can
+    be claimed as the trainer will claim it: writable, not held by another process, no other
+    run there without ``resume=true``, the same config on resume (:meth:`RunDirectory.check`;
+    nothing is written but the directory and its lock file)."""
+    from .builders import run_directory  # builders imports the heavy stack
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    RunDirectory(run_directory(cfg), config).check(resume=bool(cfg.resume))
 
 
 _ABSENT = object()

@@ -24,7 +24,7 @@ Example:
     >>> RunDirectory(d, {"seed": 1, "loss": {"tau": 0.7}}).claim(resume=True)
     Traceback (most recent call last):
     ...
-    ValueError: resume=true but the run in ... has a different config: loss.tau: 0.9 -> 0.7, seed: 0 -> 1; resume with the same config, or choose another run_dir.
+    ValueError: resume=true but the run in ... has a different config: loss.tau: 0.9 -> 0.7, seed: 0 -> 1 — resume with the same config, or choose another run_dir.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import json
 import os
 import re
 import socket
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -190,7 +191,7 @@ class RunLock:
         >>> RunLock(path).acquire()
         Traceback (most recent call last):
         ...
-        FileExistsError: ... is in use by another process (pid ...); wait for it to finish, or choose another run_dir.
+        FileExistsError: ... is in use by another process (pid ...) — wait for it to finish, or choose another run_dir.
         >>> first.release(); RunLock(path).acquire()
     """
 
@@ -212,7 +213,7 @@ class RunLock:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise FileExistsError(
-                f"{self.path.parent} is in use by another process (pid {holder}); wait for it "
+                f"{self.path.parent} is in use by another process (pid {holder}) — wait for it "
                 "to finish, or choose another run_dir."
             ) from None
         os.ftruncate(fd, 0)
@@ -272,7 +273,7 @@ class RunDirectory:
             if isinstance(err, FileExistsError) and "in use" in str(err):
                 raise
             raise type(err)(
-                f"cannot use run_dir {self.path} ({first_line(err)}); choose a writable run_dir."
+                f"cannot use run_dir {self.path} ({first_line(err)}) — choose a writable run_dir."
             ) from err
         try:
             self.status = self._decide(resume)
@@ -288,18 +289,40 @@ class RunDirectory:
             for tmp in self.path.glob(f".{name}.*.tmp"):
                 tmp.unlink()
 
-    def _decide(self, resume: bool) -> str:
-        self._remove_stale_temporaries()
-        manifest = self._read_manifest()
-        earlier = [name for name in EARLIER_RUN_FILES if (self.path / name).exists()]
+    def check(self, resume: bool = False) -> str:
+        """What :meth:`claim` would decide, with the same one-line errors (another run there,
+        a different config, a process holding the lock, a directory that cannot be written),
+        but nothing claimed: the lock is tried and released, no manifest is written and no
+        warning is given (:meth:`claim` gives them). For the checks before any heavy work."""
+        if self.status is not None:
+            return self.status
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.path)
+                os.close(fd)
+                os.unlink(probe)
+            except BaseException:
+                self._lock.release()
+                raise
+        except OSError as err:
+            if isinstance(err, FileExistsError) and "in use" in str(err):
+                raise
+            raise type(err)(
+                f"cannot use run_dir {self.path} ({first_line(err)}) — choose a writable run_dir."
+            ) from err
+        try:
+            return self._assess(resume, self._peek_manifest(), self._earlier_files())
+        finally:
+            self._lock.release()
+
+    def _earlier_files(self) -> list[str]:
+        return [name for name in EARLIER_RUN_FILES if (self.path / name).exists()]
+
+    def _assess(self, resume: bool, manifest: dict[str, Any] | None, earlier: list[str]) -> str:
+        """The decision of :meth:`claim` from what is in the directory; raises, writes nothing."""
         if manifest is None and not earlier:
-            if resume:
-                warnings.warn(
-                    f"resume=true but {self.path} holds no run to resume; starting a new run.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            self._write_new_manifest([])
             return "new"
         if not resume:
             what = (
@@ -308,35 +331,57 @@ class RunDirectory:
                 else f"files of an earlier run ({', '.join(earlier)})"
             )
             raise FileExistsError(
-                f"{self.path} already holds {what}; pass resume=true to continue it, or choose "
+                f"{self.path} already holds {what} — pass resume=true to continue it, or choose "
                 "another run_dir."
             )
-        if manifest is None:  # a run from before manifests: adopt its metrics.csv only
-            self._write_new_manifest(["metrics.csv"] if "metrics.csv" in earlier else [])
-            manifest = self.manifest
-        old = manifest.get("config")
+        old = None if manifest is None else manifest.get("config")
         if old is not None and self.config is not None:
             diff = config_diff(old, self.config, self.ignore)
             if diff:
                 raise ValueError(
                     f"resume=true but the run in {self.path} has a different config: "
-                    f"{', '.join(diff)}; resume with the same config, or choose another run_dir."
+                    f"{', '.join(diff)} — resume with the same config, or choose another run_dir."
                 )
-        self.manifest = manifest
-        if self.config is not None and old is None:
-            self.manifest.update(config=self.config, config_hash=self.config_hash)
-            self._save_manifest()
-        if manifest.get("finished"):
+        if manifest is not None and manifest.get("finished"):
             return "finished"
-        if self.has_checkpoint():
-            return "resume"
-        warnings.warn(
-            f"resume=true but the run in {self.path} has no checkpoint yet; starting it over "
-            "(the files it logged are kept as <name>.restarted-<time>).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return "restart"
+        return "resume" if self.has_checkpoint() else "restart"
+
+    def _decide(self, resume: bool) -> str:
+        self._remove_stale_temporaries()
+        manifest = self._read_manifest()
+        earlier = self._earlier_files()
+        status = self._assess(resume, manifest, earlier)
+        if manifest is None:  # a new run, or one from before manifests: adopt its metrics.csv
+            if status == "new" and resume:
+                warnings.warn(
+                    f"resume=true but {self.path} holds no run to resume; starting a new run.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._write_new_manifest(["metrics.csv"] if "metrics.csv" in earlier else [])
+        else:
+            self.manifest = manifest
+            if self.config is not None and manifest.get("config") is None:
+                self.manifest.update(config=self.config, config_hash=self.config_hash)
+                self._save_manifest()
+        if status == "restart":
+            warnings.warn(
+                f"resume=true but the run in {self.path} has no checkpoint yet; starting it "
+                "over (the files it logged are kept as <name>.restarted-<time>).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return status
+
+    def _peek_manifest(self) -> dict[str, Any] | None:
+        """The manifest if it is readable, else None (:meth:`_read_manifest` moves a bad one
+        aside, with a warning, when the directory is claimed)."""
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        ok = isinstance(manifest, dict) and manifest.get("format") == "torchrl_leq.run"
+        return manifest if ok else None
 
     def _read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():

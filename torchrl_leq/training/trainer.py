@@ -240,7 +240,7 @@ class OfflineTrainer:
             diff = config_diff(state.get("config") or {}, self.run.config or {}, self.run.ignore)
             raise ValueError(
                 f"the checkpoint in {self.run_dir} was written with a different config: "
-                f"{', '.join(diff) or 'hash ' + saved[:12]}; resume with the same config, or "
+                f"{', '.join(diff) or 'hash ' + saved[:12]} — resume with the same config, or "
                 "choose another run_dir."
             )
         self.load_state_dict(state)
@@ -270,7 +270,7 @@ class OfflineTrainer:
             ]
             raise CheckpointWriteError(
                 f"could not write a checkpoint at step {self.step} to {self.checkpoint_path} "
-                f"({first_line(err)}); kept: {', '.join(kept) or 'none'}. Free space or make "
+                f"({first_line(err)}); kept: {', '.join(kept) or 'none'} — free space or make "
                 "run_dir writable, then rerun with resume=true."
             ) from err
 
