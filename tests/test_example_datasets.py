@@ -22,8 +22,10 @@ from torchrl_leq.envs.antmaze import (
     termination_from_config,
 )
 from torchrl_leq.envs.termination import get_termination_fn
+from torchrl_leq.objectives import LEQLoss
+from torchrl_leq.objectives.hyperparameters import check_hyperparameters
 from torchrl_leq.training.builders import make_offline_data
-from torchrl_leq.training.checks import check_config
+from torchrl_leq.training.checks import CONFIG_RULES, check_config, check_value
 from torchrl_leq.training.cli import run_example
 from torchrl_leq.training.datasets import check_dataset
 
@@ -77,7 +79,9 @@ def test_missing_dataset_names_path_and_remedies(tmp_path):
     assert str(path) in message
     assert "gym_mujoco_v2/hopper_medium-v2.hdf5" in message
     assert "data.source=minari" in message and "smoke=true" in message
-    check_dataset({"source": "pointmaze"})  # other sources are not checked here
+    check_dataset({"source": "pointmaze", "task": "pointmaze-umaze"})  # a known maze passes
+    with pytest.raises(ValueError, match="Unknown point-maze task 'pointmaze-x'"):
+        check_dataset({"source": "pointmaze", "task": "pointmaze-x"})
 
 
 def test_missing_file_exits_with_one_line_before_any_work(tmp_path, capsys):
@@ -235,7 +239,11 @@ def _common_paper_values(cfg, config_name):
     assert list(cfg.world_model.hidden_dims) == [200] * 4
     assert list(cfg.network.num_cells) == [256] * 3 and cfg.network.layer_norm
     assert cfg.train.total_steps == 1_000_000 and cfg.train.eval_every == 50_000
-    check_config(OmegaConf.merge(cfg, {"data": {"path": __file__}, "eval": {"env_id": "Any-v0"}}))
+    for key in CONFIG_RULES:  # every shipped value passes its range check
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value != "<absent>":
+            check_value(key, value)
+    check_hyperparameters(LEQLoss.hyperparameter_rules, "loss.", **cfg.loss)
     smoke = example_config(config_name, "smoke=true")
     assert smoke.train.total_steps < 100 and smoke.data.source == "simulator"
     return cfg, smoke
