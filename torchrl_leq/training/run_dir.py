@@ -266,21 +266,34 @@ class RunDirectory:
         no checkpoint yet) or ``"finished"``; raises as described in the module docstring."""
         if self.status is not None:
             return self.status
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock.acquire()
-        except OSError as err:
-            if isinstance(err, FileExistsError) and "in use" in str(err):
-                raise
-            raise type(err)(
-                f"cannot use run_dir {self.path} ({first_line(err)}) — choose a writable run_dir."
-            ) from err
+        self._acquire(write_test=False)
         try:
             self.status = self._decide(resume)
         except BaseException:
             self._lock.release()
             raise
         return self.status
+
+    def _acquire(self, *, write_test: bool) -> None:
+        """Create the directory and take its lock (``write_test``: also create and delete a
+        probe file, releasing the lock if that fails); an unusable directory is one line."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+            if write_test:
+                try:
+                    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.path)
+                    os.close(fd)
+                    os.unlink(probe)
+                except BaseException:
+                    self._lock.release()
+                    raise
+        except OSError as err:
+            if isinstance(err, FileExistsError) and "in use" in str(err):
+                raise
+            raise type(err)(
+                f"cannot use run_dir {self.path} ({first_line(err)}) — choose a writable run_dir."
+            ) from err
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of our atomic writes that a kill left behind (we hold the lock, so
@@ -296,22 +309,7 @@ class RunDirectory:
         warning is given (:meth:`claim` gives them). For the checks before any heavy work."""
         if self.status is not None:
             return self.status
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock.acquire()
-            try:
-                fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.path)
-                os.close(fd)
-                os.unlink(probe)
-            except BaseException:
-                self._lock.release()
-                raise
-        except OSError as err:
-            if isinstance(err, FileExistsError) and "in use" in str(err):
-                raise
-            raise type(err)(
-                f"cannot use run_dir {self.path} ({first_line(err)}) — choose a writable run_dir."
-            ) from err
+        self._acquire(write_test=True)
         try:
             return self._assess(resume, self._peek_manifest(), self._earlier_files())
         finally:
