@@ -62,6 +62,7 @@ from torchrl_leq.training.world_model import (
 )
 
 from .cache import cache_key, cached
+from .compile import wrap_update
 from .evaluation import evaluate
 from .loggers import make_logger
 from .run_dir import job_run_dir
@@ -280,13 +281,19 @@ LOSS_KEYS = (
 
 
 def make_leq_loss(
-    cfg: Any, actor: TensorDictModule, critic: TensorDictModule, model_env: LEQModelEnv
+    cfg: Any,
+    actor: TensorDictModule,
+    critic: TensorDictModule,
+    model_env: LEQModelEnv,
+    *,
+    num_seeds: int = 1,
 ) -> LEQLoss:
-    """``LEQLoss`` from a config node holding any of its keyword arguments."""
+    """``LEQLoss`` from a config node holding any of its keyword arguments (``num_seeds``: K
+    stacked seeds, see :mod:`~torchrl_leq.training.multi_seed`)."""
     cfg = _node(cfg)
     kwargs = {k: cfg[k] for k in LOSS_KEYS if k in cfg}
     kwargs["validate_inputs"] = False  # one host sync per input; the data were checked on load
-    return LEQLoss(actor, critic, model_env, **kwargs)
+    return LEQLoss(actor, critic, model_env, num_seeds=num_seeds, **kwargs)
 
 
 def make_adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
@@ -564,13 +571,17 @@ def make_trainer(
     hooks: list[PeriodicHook] | None = None,
     stateful: Mapping[str, Any] | None = None,
     loss_keys: tuple[str, ...] | None = None,
+    run_dir: Path | None = None,
 ) -> OfflineTrainer:
     """The training loop of ``cfg.train`` (schedule), ``cfg.logger`` (backend) and ``cfg.eval``
     (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`, which it claims
     for this run (its resolved config is stored; a different run's directory is refused); with
-    ``cfg.resume`` it continues from the directory's checkpoint."""
-    run_dir, train = run_directory(cfg), cfg.train
-    return OfflineTrainer(
+    ``cfg.resume`` it continues from the directory's checkpoint. ``cfg.compile`` (when
+    present) compiles / captures the update (:func:`~torchrl_leq.training.compile.wrap_update`);
+    ``run_dir`` overrides :func:`run_directory` (one seed of a multi-seed run)."""
+    run_dir = run_directory(cfg) if run_dir is None else Path(run_dir)
+    train = cfg.train
+    trainer = OfflineTrainer(
         loss=loss,
         loss_keys=loss_keys,
         modules={"loss": loss},
@@ -595,3 +606,8 @@ def make_trainer(
         config=OmegaConf.to_container(cfg, resolve=True),
         resume=bool(cfg.resume),
     )
+    real = [o for o in optimizers.values() if isinstance(o, torch.optim.Optimizer)]
+    trainer.update_step = wrap_update(
+        trainer.update_step, cfg.get("compile"), optimizers=real, schedulers=schedulers
+    )
+    return trainer
