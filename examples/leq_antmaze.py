@@ -14,7 +14,7 @@ instead (docs/antmaze.md: the two mazes are mirror images).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import hydra
 from omegaconf import DictConfig
@@ -52,8 +52,7 @@ from torchrl_leq.training.multi_seed import (
 from torchrl_leq.training.trainer import PeriodicHook
 
 
-@dataclass
-class Seed:
+class Seed(NamedTuple):
     """What one seed builds before its training loop (Algorithm 1, lines 1-4)."""
 
     data: OfflineData

@@ -211,23 +211,17 @@ class OptimizerSlice:
 
 class SeedViews:
     """Single-seed copies of a stacked module (seed k's actor for its evaluation and D_model
-    expansion), refreshed from the stacked parameters when they changed."""
+    expansion), copied from the stacked parameters on every :meth:`get` (a few times per
+    thousand steps; version counters are not a safe cache key: ``load_state_dict`` on a
+    resumed run writes through ``.data``)."""
 
     def __init__(self, stacked: nn.Module, templates: Sequence[nn.Module]) -> None:
         self.stacked, self.templates = stacked, list(templates)
-        self._versions: list[tuple | None] = [None] * len(self.templates)
-
-    def _version(self) -> tuple:
-        return tuple(p._version for p in self.stacked.parameters())
 
     def get(self, k: int) -> nn.Module:
         if len(self.templates) == 1 and self.templates[0] is self.stacked:
             return self.stacked
-        version = self._version()
-        if self._versions[k] != version:
-            load_seed_slice(self.templates[k], self.stacked, k)
-            self._versions[k] = version
-        return self.templates[k]
+        return load_seed_slice(self.templates[k], self.stacked, k)
 
 
 def cat_seed_batches(batches: Sequence[TensorDictBase]) -> TensorDictBase:
