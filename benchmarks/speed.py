@@ -11,9 +11,14 @@ Setting (the paper's): B_env = B_model = 256, H = 10, a 7-member 4×200 ensemble
   the whole rollout per step (as a direct port of the released JAX code does), no compile.
 
 Both do the same optimiser steps and EMA update. Also timed: world-model training per epoch,
-D_model expansion (50k start states × 5 steps), evaluation episodes per second.
+D_model expansion (50k start states × 5 steps), evaluation episodes per second, and K = 1, 4, 8
+seeds stacked in one update (``seeds_per_s``: seed-steps per second; per-seed step time = step
+time / K) at the paper's and the point-maze example's sizes, with the ``torch.func.vmap``
+alternative to the ``baddbmm`` seed layers at K = 8.
 
-    python benchmarks/speed.py --quick          # < 1 min; last line: JSON with leq_step_s, ...
+    python benchmarks/speed.py --quick          # < 2 min; last line: JSON with leq_step_s,
+                                                # naive_step_s, seeds_per_s (K = 1, 4, 8 stacked
+                                                # seeds at the paper's and the point-maze sizes)
     python benchmarks/speed.py --compile        # adds the torch.compile'd step
     python benchmarks/speed.py --device cuda
 """
@@ -31,6 +36,7 @@ import time
 import warnings
 
 import torch
+from omegaconf import OmegaConf
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
@@ -99,7 +105,9 @@ def make_ours(ensemble: ProbabilisticEnsemble, device: torch.device, actor_gradi
     ).to(device)
     # the trainers' optimisers (fused Adam), without the actor's cosine schedule
     optimizers, _ = make_leq_optimizers(
-        {"actor_lr": 3e-5, "critic_lr": 1e-4, "cosine_actor_lr": False}, loss, total_steps=0
+        OmegaConf.create({"actor_lr": 3e-5, "critic_lr": 1e-4, "cosine_actor_lr": False}),
+        loss,
+        total_steps=0,
     )
     updater = SoftUpdate(loss, eps=0.995)
     return loss, (optimizers["actor"], optimizers["critic"]), updater
@@ -113,6 +121,133 @@ def ours_step(loss_fn, optimizers, updater, batch) -> None:
     for opt in optimizers:
         opt.step()
     updater.step()
+
+
+# ---------------------------------------------------------------------------------- K seeds
+SIZES = {
+    # the paper's (AntMaze): 7 x 4x200 ensemble, 3x256 nets, per-step actor gradients
+    "paper": {"obs": OBS, "act": ACT, "members": 7, "elites": 5, "model": (200,) * 4,
+              "cells": (256, 256, 256), "actor_gradient": "per_step", "termination": "antmaze-umaze"},
+    # examples/config/leq_pointmaze.yaml + world_model/small.yaml
+    "pointmaze": {"obs": 4, "act": 2, "members": 5, "elites": 3, "model": (128,) * 3,
+                  "cells": (128, 128), "actor_gradient": "backprop",
+                  "termination": "pointmaze-umaze"},
+}
+
+
+class VmapSeeds(torch.nn.Module):
+    """The measured alternative to the ``baddbmm`` layers: ``torch.func.vmap`` of
+    ``functional_call`` over K stacked copies of one module's parameters (and buffers)."""
+
+    def __init__(self, modules: list[torch.nn.Module]) -> None:
+        super().__init__()
+        from torch.func import stack_module_state
+
+        params, buffers = stack_module_state(modules)
+        self.base = [copy.deepcopy(modules[0]).to("meta")]  # a list: not a submodule
+        self.names = list(params)
+        self.params = torch.nn.ParameterList([torch.nn.Parameter(params[n]) for n in self.names])
+        for i, b in enumerate(buffers.values()):
+            self.register_buffer(f"b{i}", b)
+        self.buffer_names = list(buffers)
+        self.num_seeds = len(modules)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        k = self.num_seeds
+        xs = tuple(x.reshape(k, -1, x.shape[-1]) for x in inputs)
+        buffers = [getattr(self, f"b{i}") for i in range(len(self.buffer_names))]
+
+        def one(params, bufs, *x):
+            state = {**dict(zip(self.names, params)), **dict(zip(self.buffer_names, bufs))}
+            return functional_call(self.base[0], state, x)
+
+        out = vmap(one)(list(self.params), buffers, *xs)
+        return out.reshape(-1, out.shape[-1])
+
+
+def make_seeds(size: str, num_seeds: int, device: torch.device, method: str = "baddbmm"):
+    """K seeds' stacked LEQ update at ``size`` (K = 1: the plain single-seed step)."""
+    from tensordict.nn import TensorDictModule
+
+    from torchrl_leq.envs.model_env import SeedSplitModelEnv
+    from torchrl_leq.modules.seed_batched import stack_seed_modules
+
+    c = SIZES[size]
+    ensemble = ProbabilisticEnsemble(
+        c["obs"], c["act"], num_members=c["members"], num_elites=c["elites"], hidden_dims=c["model"]
+    ).to(device)
+    actors = [make_deterministic_actor(c["obs"], c["act"], num_cells=c["cells"]) for _ in range(num_seeds)]
+    critics = [make_qvalue_network(c["obs"], c["act"], num_cells=c["cells"]) for _ in range(num_seeds)]
+    if num_seeds == 1:
+        actor, critic, env = actors[0], critics[0], LEQModelEnv(ensemble, c["termination"])
+    else:
+        if method == "vmap":
+            actor = TensorDictModule(VmapSeeds([a.module for a in actors]), actors[0].in_keys, actors[0].out_keys)
+            critic = TensorDictModule(VmapSeeds([q.module for q in critics]), critics[0].in_keys, critics[0].out_keys)
+        else:
+            actor, critic = stack_seed_modules(actors), stack_seed_modules(critics)
+        env = SeedSplitModelEnv(
+            [LEQModelEnv(ensemble, c["termination"]) for _ in range(num_seeds)],
+            [torch.Generator(device=device).manual_seed(k) for k in range(num_seeds)],
+        )
+    loss = LEQLoss(
+        actor, critic, env, horizon=H, actor_gradient=c["actor_gradient"], validate_inputs=False,
+        num_seeds=num_seeds,
+    ).to(device)
+    optimizers, _ = make_leq_optimizers(
+        OmegaConf.create({"actor_lr": 3e-5, "critic_lr": 1e-4, "cosine_actor_lr": False}),
+        loss,
+        total_steps=0,
+    )
+    updater = SoftUpdate(loss, eps=0.995)
+    g = torch.Generator().manual_seed(0)
+    n, obs, act = B * num_seeds, c["obs"], c["act"]
+    batch = TensorDict(
+        {
+            "env": TensorDict(
+                {
+                    "observation": torch.randn(n, obs, generator=g),
+                    "action": torch.rand(n, act, generator=g) * 2 - 1,
+                    "next": {
+                        "observation": torch.randn(n, obs, generator=g),
+                        "reward": torch.randn(n, 1, generator=g),
+                        "terminated": torch.zeros(n, 1, dtype=torch.bool),
+                    },
+                },
+                [n],
+            ),
+            "model": TensorDict({"observation": torch.randn(n, obs, generator=g)}, [n]),
+        },
+        [],
+    ).to(device)
+
+    def step() -> None:
+        out = loss(batch)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        (out["loss_actor"] + out["loss_qvalue"]).sum().backward()
+        for opt in optimizers.values():
+            opt.step()
+        updater.step()
+
+    return step
+
+
+def time_seeds(device: torch.device, repeats: int, warmup: int, seeds=(1, 4, 8)) -> dict:
+    """Per-seed step time (step time / K) and seeds·steps per second, K seeds stacked."""
+    out: dict = {}
+    for size in SIZES:
+        for k in seeds:
+            t = timeit(make_seeds(size, k, device), repeats, warmup, device)
+            out[f"{size}_K{k}_step_s"] = t
+            out[f"{size}_K{k}_per_seed_step_s"] = t / k
+            out[f"{size}_K{k}_seeds_per_s"] = k / t
+        k = max(seeds)
+        t = timeit(make_seeds(size, k, device, "vmap"), repeats, warmup, device)
+        out[f"{size}_K{k}_vmap_per_seed_step_s"] = t / k
+    return out
 
 
 # ---------------------------------------------------------------------------------- naive
@@ -326,6 +461,18 @@ def main() -> None:
         result["leq_step_backprop_compiled_s"] = timeit(
             lambda: ours_step(compiled, opts_bp, updater_bp, batch), repeats, warmup, device
         )
+    seeds = time_seeds(device, repeats, warmup)
+    result["seeds_per_s"] = {
+        size: {str(k): seeds[f"{size}_K{k}_seeds_per_s"] for k in (1, 4, 8)} for size in SIZES
+    }
+    result["per_seed_step_s"] = {
+        size: {str(k): seeds[f"{size}_K{k}_per_seed_step_s"] for k in (1, 4, 8)}
+        for size in SIZES
+    }
+    result["vmap_per_seed_step_s_K8"] = {
+        size: seeds[f"{size}_K8_vmap_per_seed_step_s"] for size in SIZES
+    }
+    result["paper_K8_per_seed_vs_naive"] = result["naive_step_s"] / seeds["paper_K8_per_seed_step_s"]
     result["world_model_epoch_s"] = time_world_model_epoch(
         device, 20_000 if args.quick else 100_000
     )
@@ -335,6 +482,9 @@ def main() -> None:
     result["eval_episodes_per_s"] = time_evaluation(4 if args.quick else 20)
     for key, value in result.items():
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+    print(f"{'K seeds (per-seed step s)':32s} " + "  ".join(
+        f"{size}: " + ", ".join(f"K={k} {result['per_seed_step_s'][size][k]:.4f}" for k in ("1", "4", "8"))
+        for size in SIZES))
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 runner training LEQ and COMBO with only the config changed."""
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -152,3 +153,28 @@ def test_hydra_multirun_over_seeds(tmp_path):
     runs = sorted((tmp_path / "sweep").glob("*/metrics.csv"))
     assert len(runs) == 2
     assert [final_row(r.parent)["kind"] for r in runs] == ["final", "final"]
+
+
+def test_joblib_launcher_multirun_writes_each_job_to_its_own_dir(tmp_path):
+    """hydra/launcher=seeds_joblib (the [launchers] extra, part of [dev]): 2 parallel jobs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "bc.py"),
+        "-m",
+        "seed=0,1",
+        "hydra/launcher=seeds_joblib",
+        "smoke=true",
+        "progress=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stderr + proc.stdout
+    runs = sorted((tmp_path / "sweep").glob("*/metrics.csv"))
+    assert [r.parent.name for r in runs] == ["0", "1"]
+    assert [final_row(r.parent)["kind"] for r in runs] == ["final", "final"]
+    seeds = sorted(
+        json.loads(line)["seed"] for line in proc.stdout.splitlines() if line.startswith("{")
+    )
+    assert seeds == [0, 1]

@@ -90,3 +90,37 @@ def test_validate_inputs_is_the_only_sync_of_the_loss():
     with NoHostSync(raise_on_sync=False) as mode:
         loss(_batch())
     assert mode.syncs and all("_split_and_check" in where for _, where in mode.syncs)
+
+
+@pytest.mark.parametrize("actor_gradient", ["per_step", "backprop"])
+def test_k_seed_update_has_no_host_sync(actor_gradient):
+    """The stacked K-seed update (seed-batched networks, per-seed model envs and generators,
+    per-seed losses summed) is as capture-ready as the single-seed one."""
+    from torchrl_leq.envs.model_env import SeedSplitModelEnv
+    from torchrl_leq.modules.seed_batched import stack_seed_modules
+    from torchrl_leq.training.multi_seed import cat_seed_batches
+    from torchrl_leq.training.trainer import make_update_step
+
+    K = 3
+    torch.manual_seed(0)
+    ensemble = ProbabilisticEnsemble(OBS, ACT, num_members=4, num_elites=3, hidden_dims=(16,))
+    term = lambda obs, action, next_obs: next_obs[..., :1].abs() > 1.0  # noqa: E731
+    env = SeedSplitModelEnv(
+        [LEQModelEnv(ensemble, term) for _ in range(K)],
+        [torch.Generator().manual_seed(k) for k in range(K)],
+    )
+    actor = stack_seed_modules([make_deterministic_actor(OBS, ACT, num_cells=(16,)) for _ in range(K)])
+    critic = stack_seed_modules([make_qvalue_network(OBS, ACT, num_cells=(16,)) for _ in range(K)])
+    loss = LEQLoss(
+        actor, critic, env, horizon=3, actor_gradient=actor_gradient, validate_inputs=False,
+        num_seeds=K,
+    )
+    optim = torch.optim.Adam([p for p in loss.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    update = make_update_step(loss, {"all": optim}, SoftUpdate(loss, eps=0.995))
+    batch = cat_seed_batches([_batch() for _ in range(K)])
+    for _ in range(2):
+        with NoHostSync() as mode:
+            out = update(batch)
+        assert mode.num_ops > 300
+    assert out["loss_actor"].shape == (K,)
+    assert ((0 < out["rollout_alive_fraction"]) & (out["rollout_alive_fraction"] < 1)).all()

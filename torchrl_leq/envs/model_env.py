@@ -204,3 +204,65 @@ class LEQModelEnv(FixedLengthModelEnv):
         terminated = self.termination_fn(obs, action, out.next_obs)
         return self._transition(tensordict, out.next_obs, out.reward, terminated, alive)
 
+
+
+class SeedSplitModelEnv(LEQModelEnv):
+    """K seeds' model envs behind one env: a seed-major ``[K*B]`` batch, seed k's rows stepped
+    by seed k's env (its own world model, or a shared one) with seed k's generator.
+
+    Each seed's step is the single-seed env's step on its own rows with the same random draws
+    (``generators[k]`` is seed k's RNG stream,
+    :class:`~torchrl_leq.training.multi_seed.SeedStreams`), so a stacked LEQ update imagines
+    exactly the rollouts of K single-seed runs. Every seed's world model is a submodule
+    (``hold_out_net`` freezes them all).
+
+    Example:
+        >>> import torch
+        >>> from torchrl_leq.modules import ProbabilisticEnsemble
+        >>> model = ProbabilisticEnsemble(4, 2, hidden_dims=(16,))
+        >>> envs = [LEQModelEnv(model, "pointmaze-umaze") for _ in range(2)]
+        >>> gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+        >>> env = SeedSplitModelEnv(envs, gens)
+        >>> td = env.reset(TensorDict({"observation": torch.randn(6, 4)}, [6]))
+        >>> td["action"] = torch.zeros(6, 2)
+        >>> env.step(td)["next", "observation"].shape
+        torch.Size([6, 4])
+    """
+
+    def __init__(self, envs: list[LEQModelEnv], generators: list[torch.Generator]) -> None:
+        if len(envs) != len(generators) or not envs:
+            raise ValueError("SeedSplitModelEnv needs one generator per seed env (K >= 1).")
+        first = envs[0]
+        super().__init__(
+            first.ensemble,
+            first.termination_fn,
+            sampling=first.sampling,
+            deterministic=first.deterministic,
+            device=first.device,
+        )
+        self.seed_envs = torch.nn.ModuleList(envs)
+        self.generators = list(generators)
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.generators)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        obs = tensordict.get("observation")
+        action = tensordict.get("action").clamp(-1.0, 1.0)
+        alive = self._alive(tensordict, obs)
+        next_obs, reward = [], []
+        for env, gen, o, a in zip(
+            self.seed_envs,
+            self.generators,
+            obs.chunk(self.num_seeds, 0),
+            action.chunk(self.num_seeds, 0),
+        ):
+            out = env.ensemble.sample(
+                o, a, sampling=env.sampling, deterministic=env.deterministic, generator=gen
+            )
+            next_obs.append(out.next_obs)
+            reward.append(out.reward)
+        next_obs, reward = torch.cat(next_obs, 0), torch.cat(reward, 0)
+        terminated = self.termination_fn(obs, action, next_obs)
+        return self._transition(tensordict, next_obs, reward, terminated, alive)

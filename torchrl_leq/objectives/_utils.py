@@ -19,8 +19,15 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
 
 
-def reduce_loss(value: Tensor, reduction: str) -> Tensor:
-    """Mean, sum, or the per-sample tensor itself (``"none"``)."""
+def reduce_loss(value: Tensor, reduction: str, num_groups: int = 1) -> Tensor:
+    """Mean, sum, or the per-sample tensor itself (``"none"``).
+
+    With ``num_groups`` K > 1 the leading dim holds K seed-major groups (K stacked seeds,
+    :mod:`~torchrl_leq.modules.seed_batched`): mean/sum per group, a ``[K]`` tensor.
+    """
+    if num_groups > 1 and reduction != "none":
+        grouped = value.reshape(num_groups, -1)
+        return grouped.mean(1) if reduction == "mean" else grouped.sum(1)
     if reduction == "mean":
         return value.mean()
     if reduction == "sum":

@@ -122,6 +122,11 @@ class LEQLoss(LossModule):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per sample; needs B_env == B_model).
         validate_inputs: check inputs for NaN/inf (one host sync per input; off in benchmarks
             and in a captured update). Shapes are always checked (no sync).
+        num_seeds: K > 1 when the networks hold K stacked seeds
+            (:func:`~torchrl_leq.modules.seed_batched.stack_seed_modules`) and both batches are
+            the K seeds' batches concatenated seed-major: every loss and diagnostic is then
+            reduced per seed (``[K]`` tensors), so seed k's parameters get exactly its own
+            single-seed gradient from ``sum(loss)``.
 
     Example:
         >>> import torch
@@ -223,6 +228,7 @@ class LEQLoss(LossModule):
         ema_on_model: bool = True,
         reduction: str = "mean",
         validate_inputs: bool = True,
+        num_seeds: int = 1,
     ) -> None:
         actor_tau = tau if actor_tau is None else actor_tau
         check_hyperparameters(
@@ -248,6 +254,9 @@ class LEQLoss(LossModule):
         self.ema_on_model = ema_on_model
         self.reduction = reduction
         self.validate_inputs = validate_inputs
+        if int(num_seeds) < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}.")
+        self.num_seeds = int(num_seeds)
         self._networks_bound = False
         self._action_dim = int(model_env.action_spec.shape[-1])
         self.make_value_estimator(gamma=gamma, lmbda=lmbda, include_current=include_current)
@@ -375,6 +384,17 @@ class LEQLoss(LossModule):
             with params.to_module(self.qvalue_network):
                 q = call_module(self.qvalue_network, inputs, k.state_action_value, n)
         return q.reshape(*lead, q.shape[-1])
+
+    def _reduce(self, per_sample: Tensor) -> Tensor:
+        """``reduction`` over the batch (per seed with ``num_seeds`` > 1)."""
+        return reduce_loss(per_sample, self.reduction, self.num_seeds)
+
+    def _mean(self, x: Tensor) -> Tensor:
+        """Diagnostic mean over the batch (a ``[K]`` tensor with ``num_seeds`` K > 1)."""
+        return x.mean() if self.num_seeds == 1 else x.reshape(self.num_seeds, -1).mean(1)
+
+    def _sum(self, x: Tensor) -> Tensor:
+        return x.sum() if self.num_seeds == 1 else x.reshape(self.num_seeds, -1).sum(1)
 
     def _trainable_actor_params(self) -> list[Tensor]:
         return [p for p in self.actor_network_params.values(True, True) if p.requires_grad]
@@ -599,16 +619,17 @@ class LEQLoss(LossModule):
                 self._value_estimator,
                 self.reduction,
                 self._trainable_actor_params(),
+                self.num_seeds,
             )
         else:
-            loss = reduce_loss(-(weights * lambda_return).sum(dim=(1, 2)), self.reduction)
+            loss = self._reduce(-(weights * lambda_return).sum(dim=(1, 2)))
         with torch.no_grad():
             alive_steps = alive[:, :-1]
-            n_alive = alive_steps.sum().clamp_min(1.0)
+            n_alive = self._sum(alive_steps).clamp_min(1.0)
             lower = (q[:, :-1] > lambda_return[:, :-1]).to(alive.dtype) * alive_steps
             metadata = {
-                "lambda_return_mean": (lambda_return[:, :-1] * alive_steps).sum() / n_alive,
-                "lower_expectile_fraction": lower.sum() / n_alive,
+                "lambda_return_mean": self._sum(lambda_return[:, :-1] * alive_steps) / n_alive,
+                "lower_expectile_fraction": self._sum(lower) / n_alive,
             }
         return loss, metadata
 
@@ -632,7 +653,7 @@ class LEQLoss(LossModule):
         q = self._rollout_q(transitions)
         weighted = self._step_weights(transitions) * expectile_loss(q - target, self.tau)
         per_sample = weighted.mean(dim=(1, 2))
-        return reduce_loss(per_sample, self.reduction), {"critic_model": per_sample.detach().mean()}
+        return self._reduce(per_sample), {"critic_model": self._mean(per_sample.detach())}
 
     @_bound_networks
     def env_critic_loss(self, env_batch: TensorDictBase) -> tuple[Tensor, Metadata]:
@@ -656,8 +677,11 @@ class LEQLoss(LossModule):
         env_batch.set(_ENV_Q, self._q(obs, env_batch.get(k.action)))
         q = env_batch.get(_ENV_Q)
         per_sample = expectile_loss(q - target, self.env_tau).squeeze(-1)
-        metadata = {"critic_env": per_sample.detach().mean(), "q_env_mean": q.detach().mean()}
-        return reduce_loss(per_sample, self.reduction), metadata
+        metadata = {
+            "critic_env": self._mean(per_sample.detach()),
+            "q_env_mean": self._mean(q.detach()),
+        }
+        return self._reduce(per_sample), metadata
 
     @_bound_networks
     def ema_loss(
@@ -685,8 +709,8 @@ class LEQLoss(LossModule):
             diff = self._rollout_q(transitions) - q_model_ema
             ema_model = (self._step_weights(transitions) * diff.pow(2)).mean(dim=(1, 2))
             parts = ((self.beta, ema_model), (1 - self.beta, ema_env))
-        loss = sum(c * reduce_loss(v, self.reduction) for c, v in parts)
-        return loss, {"critic_ema": sum(c * v.detach().mean() for c, v in parts)}
+        loss = sum(c * self._reduce(v) for c, v in parts)
+        return loss, {"critic_ema": sum(c * self._mean(v.detach()) for c, v in parts)}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``loss_actor``, ``loss_qvalue`` = β·L_model + (1−β)·L_env + ω·L_EMA (Eq. 7) and the
@@ -705,11 +729,11 @@ class LEQLoss(LossModule):
         )
         with torch.no_grad():
             alive, alive_steps = rollout.get("alive"), transitions.get("alive")
-            n_alive = alive_steps.sum().clamp_min(1.0)
+            n_alive = self._sum(alive_steps).clamp_min(1.0)
             reward = transitions.get(("next", self.tensor_keys.reward))
             rollout_meta = {
-                "rollout_alive_fraction": alive[:, 1:].mean(),
-                "model_reward_mean": (reward * alive_steps).sum() / n_alive,
+                "rollout_alive_fraction": self._mean(alive[:, 1:]),
+                "model_reward_mean": self._sum(reward * alive_steps) / n_alive,
             }
         metadata = {**meta_env, **meta_model, **meta_ema, **meta_actor, **rollout_meta}
         return TensorDict(

@@ -197,8 +197,12 @@ def per_step_actor_loss(
     estimator: NormalizedLambdaReturnEstimator,
     reduction: str,
     params: Sequence[Tensor],
+    num_groups: int = 1,
 ) -> Tensor:
     """Eq. 11, ``reduce(-Σ_t w_t Q^λ_t)``, whose actor gradient is the per-step one.
+
+    ``num_groups`` K > 1: the batch is K stacked seeds (seed-major); the loss is reduced per
+    seed (a ``[K]`` tensor) and each seed's mean divides by its own batch size.
 
     ``weights`` and ``lambda_return`` are ``[B, H+1, 1]`` and detached. With a ``"mean"`` or
     ``"sum"`` reduction (and grad mode on) the actor gradient is accumulated during the sweep
@@ -206,14 +210,16 @@ def per_step_actor_loss(
     ``Σ_t w_t <sg(∂Q^λ_t/∂a_t), π(s_t)>`` (zero-valued, per sample).
     """
     if reduction != "none" and torch.is_grad_enabled():
-        coef = -weights if reduction == "sum" else -weights / weights.shape[0]
+        coef = -weights if reduction == "sum" else -weights / (weights.shape[0] // num_groups)
         injected = action_gradients(steps, terminated, estimator, coef, params)[1]
-        loss = reduce_loss(-(weights * lambda_return).sum(dim=(1, 2)), reduction)
+        loss = reduce_loss(-(weights * lambda_return).sum(dim=(1, 2)), reduction, num_groups)
         return WithParamGrads.apply(loss, injected, *params)
     grads = action_gradients(steps, terminated, estimator)[0]
     policy_action = torch.stack([step.policy_action for step in steps], 1)
     surrogate = (grads * (policy_action - policy_action.detach())).sum(-1, keepdim=True)
-    return reduce_loss(-(weights * (lambda_return + surrogate)).sum(dim=(1, 2)), reduction)
+    return reduce_loss(
+        -(weights * (lambda_return + surrogate)).sum(dim=(1, 2)), reduction, num_groups
+    )
 
 
 class WithParamGrads(torch.autograd.Function):
@@ -231,4 +237,6 @@ class WithParamGrads(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, upstream: Tensor) -> tuple[Tensor | None, ...]:
+        if upstream.dim() == 1:  # [K] per-seed losses of K stacked seeds: seed k owns g[k]
+            return (None, None, *(upstream.view(-1, *[1] * (g.dim() - 1)) * g for g in ctx.grads))
         return (None, None, *(upstream * g for g in ctx.grads))

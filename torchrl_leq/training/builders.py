@@ -65,6 +65,7 @@ from torchrl_leq.training.world_model import (
 )
 
 from .cache import cache_key, cached
+from .compile import wrap_update
 from .evaluation import evaluate
 from .loggers import make_logger
 from .run_dir import job_run_dir
@@ -351,13 +352,19 @@ LOSS_KEYS = (
 
 
 def make_leq_loss(
-    cfg: Any, actor: TensorDictModule, critic: TensorDictModule, model_env: LEQModelEnv
+    cfg: Any,
+    actor: TensorDictModule,
+    critic: TensorDictModule,
+    model_env: LEQModelEnv,
+    *,
+    num_seeds: int = 1,
 ) -> LEQLoss:
-    """``LEQLoss`` from a config node holding any of its keyword arguments."""
+    """``LEQLoss`` from a config node holding any of its keyword arguments (``num_seeds``: K
+    stacked seeds, see :mod:`~torchrl_leq.training.multi_seed`)."""
     cfg = _node(cfg)
     kwargs = {k: cfg[k] for k in LOSS_KEYS if k in cfg}
     kwargs["validate_inputs"] = False  # one host sync per input; the data were checked on load
-    return LEQLoss(actor, critic, model_env, **kwargs)
+    return LEQLoss(actor, critic, model_env, num_seeds=num_seeds, **kwargs)
 
 
 def make_adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
@@ -645,31 +652,38 @@ def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[in
 
 
 def make_wall_diagnostic_hooks(
-    cfg: DictConfig, loss: LEQLoss, model_env: LEQModelEnv, data: OfflineData
+    cfg: DictConfig,
+    model_env: LEQModelEnv,
+    data: OfflineData,
+    networks: Callable[[], tuple[TensorDictModuleBase, TensorDictModuleBase]],
+    *,
+    gamma: float,
+    lmbda: float,
 ) -> list[PeriodicHook]:
     """The model-exploitation diagnostic of a point-maze run
     (:func:`~torchrl_leq.envs.maze_diagnostics.make_wall_diagnostic`: imagined rollouts from
     ``cfg.diagnostics.num_starts`` fixed D_env states that end in or cross a wall, their
     λ-return against the real one, the ensemble's disagreement there) as a hook logging
     ``wall/*`` every ``cfg.diagnostics.wall_every`` steps; none when that is 0 or the task is not
-    a point maze. Its RNG is private: training's random stream is the same with or without it."""
+    a point maze. ``networks()`` gives the current (actor, critic) of this run's seed. Its RNG is
+    private: training's random stream is the same with or without it."""
     diag = cfg.get("diagnostics")
     if diag is None or not diag.wall_every or cfg.task not in POINTMAZE_TASKS:
         return []
     from torchrl_leq.envs.maze_diagnostics import make_wall_diagnostic
     from torchrl_leq.tasks import get_pointmaze_task
 
-    critic = loss.qvalue_network
-    diagnostic = make_wall_diagnostic(
-        get_pointmaze_task(cfg.task), model_env, loss.actor_network, data.transitions,
-        critic=critic, num_starts=int(diag.num_starts), horizon=int(cfg.loss.horizon),
-        gamma=float(loss.gamma), lmbda=float(loss.lmbda),
-        reward_shift=-1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0,
-    )
+    task = get_pointmaze_task(cfg.task)
 
     def log(step: int) -> dict[str, float]:
-        with torch.no_grad(), loss.actor_network_params.to_module(loss.actor_network), \
-                loss.qvalue_network_params.to_module(critic):
+        actor, critic = networks()
+        diagnostic = make_wall_diagnostic(
+            task, model_env, actor, data.transitions, critic=critic,
+            num_starts=int(diag.num_starts), horizon=int(cfg.loss.horizon),
+            gamma=float(gamma), lmbda=float(lmbda),
+            reward_shift=-1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0,
+        )
+        with torch.no_grad():
             return diagnostic(step)
 
     return [PeriodicHook(int(diag.wall_every), log, "wall_diagnostic")]
@@ -687,13 +701,17 @@ def make_trainer(
     hooks: list[PeriodicHook] | None = None,
     stateful: Mapping[str, Any] | None = None,
     loss_keys: tuple[str, ...] | None = None,
+    run_dir: Path | None = None,
 ) -> OfflineTrainer:
     """The training loop of ``cfg.train`` (schedule), ``cfg.logger`` (backend) and ``cfg.eval``
     (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`, which it claims
     for this run (its resolved config is stored; a different run's directory is refused); with
-    ``cfg.resume`` it continues from the directory's checkpoint."""
-    run_dir, train = run_directory(cfg), cfg.train
-    return OfflineTrainer(
+    ``cfg.resume`` it continues from the directory's checkpoint. ``cfg.compile`` (when
+    present) compiles / captures the update (:func:`~torchrl_leq.training.compile.wrap_update`);
+    ``run_dir`` overrides :func:`run_directory` (one seed of a multi-seed run)."""
+    run_dir = run_directory(cfg) if run_dir is None else Path(run_dir)
+    train = cfg.train
+    trainer = OfflineTrainer(
         loss=loss,
         loss_keys=loss_keys,
         modules={"loss": loss},
@@ -718,3 +736,8 @@ def make_trainer(
         config=OmegaConf.to_container(cfg, resolve=True),
         resume=bool(cfg.resume),
     )
+    real = [o for o in optimizers.values() if isinstance(o, torch.optim.Optimizer)]
+    trainer.update_step = wrap_update(
+        trainer.update_step, cfg.get("compile"), optimizers=real, schedulers=schedulers
+    )
+    return trainer

@@ -51,7 +51,12 @@ def summary_line(algo: str, cfg: Mapping[str, Any], result: Mapping[str, Any]) -
 
 def run_example(algo: str, train: Callable[[DictConfig], Mapping[str, Any]], cfg: DictConfig) -> None:
     """The body of every example's ``@hydra.main``: apply the smoke preset (``smoke=true``),
-    ``train(cfg)``, print :func:`summary_line`; user errors become one ``error:`` line."""
+    ``train(cfg)`` (for every seed of ``seeds=[...]``), print :func:`summary_line` (one per
+    seed); user errors become one ``error:`` line."""
     with user_errors():
         cfg = apply_smoke_preset(cfg)
-        print(summary_line(algo, cfg, train(cfg)))
+        # seeds=[...]: stacked by a train marked stacks_seeds (LEQ), else one after another
+        from .multi_seed import run_seeds, summary_lines
+
+        for line in summary_lines(algo, cfg, run_seeds(train, cfg), summary_line):
+            print(line)

@@ -56,7 +56,14 @@ from .checkpoint import (
 from .loggers import MetricsCSV, logger_files, plot_learning_curve, truncate_csv_after
 from .run_dir import RunDirectory, config_diff
 
-__all__ = ["OfflineTrainer", "PeriodicHook", "NonFiniteLossError", "CheckpointWriteError"]
+__all__ = [
+    "OfflineTrainer",
+    "PeriodicHook",
+    "NonFiniteLossError",
+    "CheckpointWriteError",
+    "make_update_step",
+    "loss_keys_of",
+]
 
 METRIC_FIELDS = ["step", "kind", "episodes", "normalized_score", "success_rate", "mean_return"]
 
@@ -83,6 +90,41 @@ class PeriodicHook:
     every: int
     fn: Callable[[int], Any]
     name: str = "hook"
+
+
+def loss_keys_of(out: TensorDictBase, loss_keys: tuple[str, ...] | None = None) -> list[str]:
+    """The entries of ``out`` that are summed into the training loss."""
+    if loss_keys is not None:
+        return [k for k in loss_keys if k in out.keys()]
+    return [k for k in out.keys() if isinstance(k, str) and k.startswith("loss_")]
+
+
+def make_update_step(
+    loss: Callable[[TensorDictBase], TensorDictBase],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    target_updater: Any = None,
+    loss_keys: tuple[str, ...] | None = None,
+) -> Callable[[TensorDictBase], TensorDictBase]:
+    """``batch -> out``: sum the ``loss_*`` entries (per-seed ``[K]`` losses of stacked seeds
+    are summed too), zero the grads, backward, step every optimiser, step ``target_updater``.
+    Tensor work only: the function ``torch.compile`` / CUDA graphs wrap."""
+    optimizers = list(optimizers.values())
+
+    def update(batch: TensorDictBase) -> TensorDictBase:
+        out = loss(batch)
+        total = sum(out[k] for k in loss_keys_of(out, loss_keys))
+        if total.dim() > 0:
+            total = total.sum()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        for opt in optimizers:
+            opt.step()
+        if target_updater is not None:
+            target_updater.step()
+        return out
+
+    return update
 
 
 class OfflineTrainer:
@@ -176,6 +218,11 @@ class OfflineTrainer:
         self.last_score = math.nan
         self._loaded = False
         self._logged: set[str] = set()
+        self.update_step = make_update_step(
+            loss, self.optimizers, target_updater, loss_keys
+        )
+        """``batch -> loss outputs``: loss, backward, optimiser steps, target update (no host
+        sync; the step ``compile.*`` wraps, see :func:`~torchrl_leq.training.compile.wrap_update`)."""
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -276,24 +323,13 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ loop
     def _update(self) -> TensorDictBase:
-        batch = self.sample_batch()
-        out = self.loss(batch)
-        total = sum(out[k] for k in self._loss_keys(out))
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        total.backward()
-        for opt in self.optimizers.values():
-            opt.step()
-        for sched in self.schedulers.values():
+        out = self.update_step(self.sample_batch())
+        for sched in self.schedulers.values():  # host-side lr changes, outside a captured step
             sched.step()
-        if self.target_updater is not None:
-            self.target_updater.step()
         return out
 
     def _loss_keys(self, out: TensorDictBase) -> list[str]:
-        if self.loss_keys is not None:
-            return [k for k in self.loss_keys if k in out.keys()]
-        return [k for k in out.keys() if isinstance(k, str) and k.startswith("loss_")]
+        return loss_keys_of(out, self.loss_keys)
 
     def _check_finite(self, out: TensorDictBase) -> None:
         bad = [k for k in self._loss_keys(out) if not bool(torch.isfinite(out[k]).all())]
@@ -377,30 +413,43 @@ class OfflineTrainer:
             out = self._update()
             self.step += 1
             bar.update(1)
-            due_log = self.step % self.log_every == 0
-            due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0
-            if due_log or due_ckpt:
-                self._check_finite(out)
-            if due_log and self.logger is not None:
-                for key, value in out.items():
-                    if isinstance(key, str) and value.numel() == 1:
-                        self._log_scalar(f"train/{key}", value.item())
-            if self.step % self.eval_every == 0 and self.step < self.total_steps:
-                row = self._evaluate(self.eval_episodes, "eval")
+            if self._after_update(out, bar):
+                bar.close()
+                return self._stopped_summary()
+        bar.close()
+        return self._finish()
+
+    def _after_update(self, out: TensorDictBase, bar: Any = None) -> bool:
+        """After the update of ``self.step``: finiteness check, logging, evaluation, checkpoint;
+        returns whether ``stop_after_steps`` is reached."""
+        due_log = self.step % self.log_every == 0
+        due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0
+        if due_log or due_ckpt:
+            self._check_finite(out)
+        if due_log and self.logger is not None:
+            for key, value in out.items():
+                if isinstance(key, str) and value.numel() == 1:
+                    self._log_scalar(f"train/{key}", value.item())
+        if self.step % self.eval_every == 0 and self.step < self.total_steps:
+            row = self._evaluate(self.eval_episodes, "eval")
+            if bar is not None:
                 bar.set_postfix(
                     score=f"{row['normalized_score']:.1f}", best=f"{self.best_score:.1f}"
                 )
-            if due_ckpt:
-                self.save()
-            if self.stop_after_steps is not None and self.step >= self.stop_after_steps:
-                bar.close()
-                return {
-                    "stopped_at": self.step,
-                    "last_score": self.last_score,
-                    "best_score": self.best_score,
-                    "metrics_csv": str(self.metrics.path),
-                }
-        bar.close()
+        if due_ckpt:
+            self.save()
+        return self.stop_after_steps is not None and self.step >= self.stop_after_steps
+
+    def _stopped_summary(self) -> dict[str, Any]:
+        return {
+            "stopped_at": self.step,
+            "last_score": self.last_score,
+            "best_score": self.best_score,
+            "metrics_csv": str(self.metrics.path),
+        }
+
+    def _finish(self) -> dict[str, Any]:
+        """Final evaluation, last checkpoint, learning curve, the run's summary."""
         if self.final_row is None:  # not when resuming from the final checkpoint
             self.final_row = self._evaluate(self.final_eval_episodes, "final")
         final = self.final_row
