@@ -451,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="smoke-size configs (for testing)")
     args = p.parse_args(argv)
+    from torchrl_leq.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the examples' CLI does (torchrl_leq/training/allocator.py)
     out = Path(args.out)
     results_md = Path(args.results_md) if args.results_md else out.parent / "RESULTS.md"
     if args.summarize:

@@ -49,6 +49,7 @@ from torchrl_leq.modules import (
     make_qvalue_network,
 )
 from torchrl_leq.objectives import LEQLoss, normalized_lambda_return
+from torchrl_leq.training.allocator import keep_freed_memory
 from torchrl_leq.training.builders import make_leq_optimizers
 from torchrl_leq.training.world_model import train_world_model
 
@@ -431,7 +432,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd step")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc defaults (the examples raise its thresholds)")
     args = parser.parse_args()
+    malloc_tuned = False if args.default_malloc else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -440,7 +444,7 @@ def main() -> None:
     repeats, warmup = (3, 1) if args.quick else (10, 3)
     ensemble = ProbabilisticEnsemble(OBS, ACT).to(device)
     batch = make_batch(device)
-    result: dict = {"device": str(device), **machine()}
+    result: dict = {"device": str(device), **machine(), "malloc_tuned": malloc_tuned}
 
     loss, opts, updater = make_ours(ensemble, device, "per_step")
     result["leq_step_s"] = timeit(

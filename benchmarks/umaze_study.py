@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", default="/tmp/umaze/study", help="run dirs (checkpoints)")
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args(argv)
+    from torchrl_leq.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the examples' CLI does (torchrl_leq/training/allocator.py)
     if args.summarize:
         print(summarize())
         return

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .allocator import keep_freed_memory
 from .config import apply_smoke_preset
 from .trainer import NonFiniteLossError
 
@@ -55,6 +56,7 @@ def run_example(algo: str, train: Callable[[DictConfig], Mapping[str, Any]], cfg
     seed); user errors become one ``error:`` line."""
     with user_errors():
         cfg = apply_smoke_preset(cfg)
+        keep_freed_memory()  # large activations reuse heap pages (training/allocator.py)
         # seeds=[...]: stacked by a train marked stacks_seeds (LEQ), else one after another
         from .multi_seed import run_seeds, summary_lines
 
