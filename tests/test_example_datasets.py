@@ -13,6 +13,7 @@ from script_loader import example_config, load_example
 
 from torchrl_leq.data import read_d4rl_hdf5
 from torchrl_leq.data.simulator import D4RL_KEYS, generate_smoke_dataset, smoke_dataset_path
+from torchrl_leq.data.transforms import released_reward_kind
 from torchrl_leq.envs.antmaze import (
     ANTMAZE_LAYOUT_ENV_SPEC,
     antmaze_maze_map,
@@ -255,7 +256,10 @@ def test_mujoco_config(name):
     assert cfg.task == name and cfg.loss.tau == MUJOCO_TAU[name]
     env, dataset = name.split("-", 1)
     assert cfg.data.path == f"~/.d4rl/datasets/{env}_{dataset.replace('-', '_')}-v2.hdf5"
-    assert cfg.eval.env_id == ENV_IDS[env] and cfg.data.reward_transform == "locomotion"
+    assert cfg.eval.env_id == ENV_IDS[env]
+    # the released code's reward rule: *-random keeps raw rewards, the others are scaled
+    assert cfg.data.reward_transform == released_reward_kind(name)
+    assert cfg.data.reward_transform == ("none" if dataset == "random" else "locomotion")
     assert cfg.pretrain.enabled and cfg.pretrain.bc_steps == cfg.pretrain.fqe_steps == 200_000
     _common_paper_values(cfg, f"mujoco/{name}")
 
