@@ -65,7 +65,8 @@ trains one model per seed.
 
 *last* = normalized score of the final 100-episode evaluation; *best* = max over all
 evaluations of the run (10-episode evals + the final one, so it is optimistically biased);
-mean ± sample std (ddof=1) over the completed seeds; *n seeds* counts completed runs."""
+mean ± sample std (ddof=1) over the completed seeds, and the 95% percentile-bootstrap interval of
+the mean (10,000 resamples of the seeds); *n seeds* counts completed runs."""
 DEFAULT_ALGOS = "leq,iql,cql,bc,combo"
 DEFAULT_TASKS = "pointmaze-umaze,pointmaze-medium,pointmaze-large"
 
@@ -204,6 +205,33 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
+def bootstrap_ci(
+    values: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean: resample the seeds with replacement
+    ``resamples`` times (fixed RNG ``seed``), take the ``(1-level)/2`` and ``(1+level)/2``
+    quantiles of the resampled means.
+
+    Example:
+        >>> bootstrap_ci([50.0, 50.0, 50.0])
+        (50.0, 50.0)
+    """
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def fmt_ci(values: list[float]) -> str:
+    if len(values) < 2:
+        return "–"
+    lo, hi = bootstrap_ci(values)
+    return f"[{lo:.1f}, {hi:.1f}]"
+
+
 def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
     """task -> name -> seed -> run summary, from every ``metrics.csv`` under ``out``."""
     found: dict[str, dict[str, dict[int, dict]]] = {}
@@ -219,8 +247,9 @@ def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
 
 def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
     lines = [
-        "| algo | last (final 100-ep eval) | best (max over evals) | n seeds | incomplete |",
-        "|---|---|---|---|---|",
+        "| algo | last (final 100-ep eval) | 95% bootstrap CI of last | best (max over evals) "
+        "| n seeds | incomplete |",
+        "|---|---|---|---|---|---|",
     ]
     for name in names:
         seeds = runs.get(name, {})
@@ -229,7 +258,9 @@ def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
         last = [seeds[s]["last"] for s in done]
         best = [seeds[s]["best"] for s in done]
         inc = ", ".join(f"seed{s}" for s in running) or ""
-        lines.append(f"| {name} | {fmt(last)} | {fmt(best)} | {len(done)} | {inc} |")
+        lines.append(
+            f"| {name} | {fmt(last)} | {fmt_ci(last)} | {fmt(best)} | {len(done)} | {inc} |"
+        )
     return lines
 
 
@@ -333,7 +364,7 @@ def _finals(seeds: dict[int, dict]) -> list[int]:
 def _summarize_command(out: Path, results_md: Path) -> str:
     """The command that regenerates ``results_md`` (paths relative to the repository)."""
     cmd = "python benchmarks/quality.py --summarize"
-    default_out = REPO / "benchmarks" / "results"
+    default_out = REPO / "benchmarks" / "results_5seeds"
     if out.resolve() != default_out or results_md.resolve() != default_out.parent / "RESULTS.md":
         rel = [os.path.relpath(p.resolve(), REPO) for p in (out, results_md)]
         cmd += f" --out {rel[0]} --results-md {rel[1]}"
@@ -436,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--algos", default=DEFAULT_ALGOS)
     p.add_argument("--tasks", default=DEFAULT_TASKS)
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--steps", type=int, default=4000, help="gradient steps per run")
     p.add_argument("--data-steps", type=int, default=100000, help="data.steps (dataset size)")
     p.add_argument(
@@ -446,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"LEQ ablations on {ABLATION_TASK}: all, or a comma list of {list(ABLATIONS)}",
     )
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results_5seeds"))
     p.add_argument("--results-md", default=None, help="default: <out>/../RESULTS.md")
     p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="smoke-size configs (for testing)")

@@ -37,9 +37,10 @@ def test_summarize_mean_std(quality, tmp_path):
     assert md.read_text() == text
     leq_row = next(line for line in text.splitlines() if line.startswith("| leq |"))
     # mean 90, sample std sqrt(200) = 14.14; best: mean(90, 100) = 95, std 7.07
-    assert leq_row == "| leq | 90.0 ± 14.1 | 95.0 ± 7.1 | 2 |  |"
+    # bootstrap means of (80, 100): 80, 90, 100 with probabilities 1/4, 1/2, 1/4
+    assert leq_row == "| leq | 90.0 ± 14.1 | [80.0, 100.0] | 95.0 ± 7.1 | 2 |  |"
     bc_row = next(line for line in text.splitlines() if line.startswith("| bc |"))
-    assert bc_row == "| bc | – | – | 0 | seed0 |"
+    assert bc_row == "| bc | – | – | – | 0 | seed0 |"
     assert (out / "pointmaze-umaze_curves.png").exists()
     assert "results/pointmaze-umaze_curves.png" in text
     assert "2000 gradient steps" in text and "(0.2%)" in text  # budget read from the runs
@@ -47,6 +48,19 @@ def test_summarize_mean_std(quality, tmp_path):
     # a hand-written discussion survives regeneration
     md.write_text(text + "\nLEQ wins here.\n")
     assert "LEQ wins here." in quality.summarize(out, md)
+
+
+def test_bootstrap_interval_matches_exact_enumeration(quality):
+    import itertools
+
+    import numpy as np
+
+    values = [0.0, 30.0, 100.0, 100.0]
+    exact = sorted(np.mean(t) for t in itertools.product(values, repeat=len(values)))  # 256
+    lo, hi = quality.bootstrap_ci(values, resamples=200_000)
+    assert abs(lo - np.quantile(exact, 0.025)) <= 2.5 and abs(hi - np.quantile(exact, 0.975)) <= 2.5
+    assert quality.bootstrap_ci([7.0] * 5) == (7.0, 7.0)
+    assert quality.bootstrap_ci(values) == quality.bootstrap_ci(values)  # fixed RNG
 
 
 def test_skip_completed(quality, tmp_path):
