@@ -72,7 +72,7 @@ class PixelData(NamedTuple):
     rssm: RSSM
     features: torch.Tensor  # [N, F]: the posterior features of every frame
     buffer: TensorDictReplayBuffer  # D_env as transitions between features
-    world_model: dict[str, Any]  # cached_rssm's info: path, cached, training log
+    rssm_info: dict[str, Any]  # cached_rssm's info: path, cached, training log
     timings: dict[str, float]  # seconds: data_s, world_model_s, encode_s
 
 
@@ -162,11 +162,11 @@ def train_timed(trainer: OfflineTrainer, data: PixelData, total_steps: int) -> d
     result = trainer.train()
     seconds = time.perf_counter() - began
     timings = {**data.timings, "leq_s": seconds, "leq_step_s": seconds / max(total_steps, 1)}
-    log = data.world_model.get("log")
+    log = data.rssm_info.get("log")
     return {
         **result,
-        "world_model": data.world_model["path"],
-        "world_model_cached": data.world_model["cached"],
+        "world_model": data.rssm_info["path"],
+        "world_model_cached": data.rssm_info["cached"],
         "world_model_epoch_s": (sum(log["epoch_seconds"]) / len(log["epoch_seconds"])
                                 if log else None),
         "world_model_holdout_image_mse": log["holdout_image_mse"][-1] if log else None,
@@ -183,13 +183,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # (or loaded from the cache), D_env over its latent features.
     data = make_pixel_data(cfg)
 
-    # Line 2: p_ψ as a TorchRL env, imagining in latent space; a rollout ends where the
+    # Line 2's p_ψ as a TorchRL env, imagining in latent space; a rollout ends where the
     # continuation head says so (world_model.termination=none: never, as in DMC).
     termination = None if cfg.world_model.termination == "none" else cfg.world_model.termination
     model_env = LatentModelEnv(data.rssm, termination)
     model_env.set_seed(cfg.seed)
 
-    # Lines 1 and 3: policy π_θ and critic Q_φ on latent features (no BC / FQE pretraining).
+    # Line 1: policy π_θ and critic Q_φ on latent features (line 3's BC / FQE pretraining is
+    # not done from pixels).
     actor, critic = make_latent_networks(cfg.network, data)
 
     # Lines 12-20: imagine H steps from D_model with π_θ in the model (one rollout per update);
