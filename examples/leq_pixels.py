@@ -49,6 +49,7 @@ from torchrl_leq.training.builders import (
     make_model_start_buffer,
     make_trainer,
 )
+from torchrl_leq.training.checkpoint import GeneratorState
 from torchrl_leq.training.checks import PIXEL_RULES, check_config
 from torchrl_leq.training.cli import run_example
 from torchrl_leq.training.config import seed_everything
@@ -215,7 +216,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         evaluate=make_pixel_evaluator(cfg, data.rssm, actor),
         target_updater=ema,
         hooks=[PeriodicHook(cfg.expansion.every, expand, "expand_d_model")],
-        stateful={"d_model": d_model},
+        stateful={"d_model": d_model, "model_env_rng": GeneratorState(model_env.generator)},
     )
     return train_timed(trainer, data, cfg.train.total_steps)
 

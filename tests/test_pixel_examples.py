@@ -1,15 +1,17 @@
 """The pixel examples end to end through their ``train(cfg)``: ``leq_pixels.py`` and
-``bc_pixels.py`` in smoke mode on the rendered maze (one world model for both), and LEQ on a
-V-D4RL folder. Their one-line config errors are in test_cli_errors.py."""
+``bc_pixels.py`` in smoke mode on the rendered maze (one world model for both), LEQ on a
+V-D4RL folder, LEQ's exact resume. Their one-line config errors are in test_cli_errors.py."""
 
 from __future__ import annotations
 
 import csv
 import math
 
+import torch
 from script_loader import example_config, load_example
 
 from torchrl_leq.data.pixels import render_pointmaze_dataset
+from torchrl_leq.training.checkpoint import load_checkpoint
 
 
 def config(name, run_dir, *overrides):
@@ -43,3 +45,18 @@ def test_leq_on_a_vd4rl_folder_trains_and_reports_nan_scores(tmp_path):
     result = load_example("leq_pixels").train(cfg)
     assert math.isnan(result["last_score"])
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_leq_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    """The checkpoint holds the latent env's own generator too: a resumed run imagines the same
+    rollouts as an uninterrupted one."""
+    leq = load_example("leq_pixels")
+    leq.train(config("leq_pixels", tmp_path / "straight"))
+    killed = leq.train(config("leq_pixels", tmp_path / "resumed", "train.stop_after_steps=5"))
+    assert killed["stopped_at"] == 5
+    leq.train(config("leq_pixels", tmp_path / "resumed", "resume=true"))
+    straight, resumed = (load_checkpoint(tmp_path / run / "checkpoint.pt")["modules"]["loss"]
+                         for run in ("straight", "resumed"))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
