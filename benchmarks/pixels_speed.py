@@ -23,7 +23,7 @@ from torchrl_leq.objectives.leq import LEQLoss
 from torchrl_leq.objectives.rssm_loss import RSSMLoss
 
 SIZES = {
-    # rendered umaze (examples/config/leq_pixels.yaml)
+    # rendered umaze (examples/config/base/pixels.yaml has half these channels and deter_dim)
     "maze": dict(model=dict(channels=16, deter_dim=128, hidden_dim=128, groups=8, classes=8,
                             prior_members=1), batch=16, seq=32, mlp=(256, 256), b_model=256),
     # V-D4RL: DreamerV3 S (12M) world model, OfflineDV2's 7 priors, 16 x 64 sequences; LEQ

@@ -4,31 +4,32 @@ Algorithm 1 of the paper with the DreamerV3-style world model of its V-D4RL expe
 pixel sequences D_env (the generated point-maze rendered at 64×64, or a V-D4RL 64px folder),
 an RSSM trained on them (cached), the RSSM as a latent TorchRL env, actor and critic on latent
 features, LEQ updates from imagined rollouts while D_model (latent start states) is expanded,
-evaluation in the rendered env with a filtering policy.
+evaluation in the rendered env with a filtering policy. ``bc_pixels.py`` (BC on the same latent
+features) reuses this script's D_env, world model and evaluation.
 
     python examples/leq_pixels.py                       # rendered pointmaze-umaze
     python examples/leq_pixels.py smoke=true            # end to end in well under a minute
-    python examples/leq_pixels.py algo=bc_pixels        # BC on the same latent features
+    python examples/leq_pixels.py smoke=true seeds=[0,1]  # 2 seeds, one after another
     python examples/leq_pixels.py --config-name leq_pixels_vd4rl data.path=vd4rl_data/main/walker_walk/medium_replay/64px
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torchrl.data import TensorDictReplayBuffer
 from torchrl.objectives import SoftUpdate
 
-from torchrl_leq.data.buffers import make_replay_buffer
-from torchrl_leq.data.generate import data_root
-from torchrl_leq.data.model_buffer import expand_model_buffer, make_model_buffer
+from torchrl_leq.data import data_root, make_replay_buffer
 from torchrl_leq.data.pixels import evaluate_rendered, render_pointmaze_dataset
 from torchrl_leq.data.vd4rl import read_vd4rl
 from torchrl_leq.envs.latent_env import (
@@ -37,144 +38,136 @@ from torchrl_leq.envs.latent_env import (
     encode_sequences,
     latent_transitions,
 )
-from torchrl_leq.modules import (
-    make_deterministic_actor,
-    make_exploration_policy,
-    make_qvalue_network,
+from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
+from torchrl_leq.modules.rssm import RSSM
+from torchrl_leq.objectives import LEQLoss
+from torchrl_leq.training.builders import (
+    make_expansion_hook,
+    make_leq_batch_sampler,
+    make_leq_loss,
+    make_leq_optimizers,
+    make_model_start_buffer,
+    make_trainer,
 )
-from torchrl_leq.objectives.leq import LEQLoss
-from torchrl_leq.objectives.pretrain import BCLoss
-from torchrl_leq.training.builders import make_adam, make_leq_batch_sampler, make_leq_optimizers
+from torchrl_leq.training.checkpoint import GeneratorState
+from torchrl_leq.training.checks import PIXEL_RULES, check_config
+from torchrl_leq.training.cli import run_example
+from torchrl_leq.training.config import seed_everything
 from torchrl_leq.training.rssm import cached_rssm
 from torchrl_leq.training.trainer import OfflineTrainer, PeriodicHook
 
 WM_MODEL_KEYS = ("channels", "deter_dim", "hidden_dim", "groups", "classes", "prior_members")
 WM_TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "seq_len", "lr", "holdout_fraction")
+SUMMARY_KEYS = (
+    "world_model", "world_model_cached", "world_model_epoch_s", "world_model_holdout_image_mse",
+    "data_s", "world_model_s", "encode_s", "leq_s", "leq_step_s",
+)
+"""What the pixel scripts report besides the scores (in their JSON line)."""
+EVAL_SEED_OFFSET = 1000
+"""Evaluation episodes are seeded ``1000 + seed + ...``, apart from the data's seeds."""
 
 
-def load_pixel_sequences(cfg: DictConfig) -> tuple[Any, str]:
+class PixelData(NamedTuple):
+    """D_env from pixels: the world model, D_env's posterior features and their transitions."""
+
+    rssm: RSSM
+    features: torch.Tensor  # [N, F]: the posterior features of every frame
+    buffer: TensorDictReplayBuffer  # D_env as transitions between features
+    rssm_info: dict[str, Any]  # cached_rssm's info: path, cached, training log
+    timings: dict[str, float]  # seconds: data_s, world_model_s, encode_s
+
+
+def load_pixel_sequences(cfg: DictConfig) -> tuple[TensorDict, str]:
     """D_env as pixel sequences (V-D4RL layout) and a description for the cache key."""
-    if cfg.data.source == "rendered_pointmaze":
-        path = render_pointmaze_dataset(cfg.data.task, int(cfg.data.steps), int(cfg.data.seed),
-                                        episode_length=int(cfg.data.episode_length),
-                                        progress=cfg.progress)
-    elif cfg.data.source == "vd4rl":
-        if not cfg.data.path:
-            raise ValueError("data.source=vd4rl needs data.path=<a V-D4RL 64px folder>")
-        path = Path(cfg.data.path)
-    else:
-        raise ValueError(f"data.source must be rendered_pointmaze or vd4rl, got {cfg.data.source}")
+    data = cfg.data
+    if data.source == "vd4rl":
+        path = Path(str(data.path)).expanduser()
+    else:  # rendered_pointmaze: the generated dataset, rendered once and cached
+        path = render_pointmaze_dataset(data.task, data.steps, data.seed, root=data.root,
+                                        episode_length=data.episode_length, progress=cfg.progress)
     seq = read_vd4rl(path)
-    seq["reward"] = seq["reward"] + float(cfg.data.reward_shift)
-    return seq, f"{cfg.data.source}:{path}:shift={cfg.data.reward_shift}"
+    seq["reward"] = seq["reward"] + float(data.reward_shift)
+    return seq, f"{data.source}:{path}:shift={data.reward_shift}"
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Algorithm 1 from pixels; returns the final evaluation and timings."""
-    torch.manual_seed(int(cfg.seed))
-    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+def make_pixel_data(cfg: DictConfig) -> PixelData:
+    """D_env's pixel sequences, the world model trained on them (or loaded from the cache) and
+    D_env over the model's latent features, with the seconds each took."""
     timings: dict[str, float] = {}
-
-    # Line 1: D_env, the offline pixel sequences.
+    # Input: D_env, the offline pixel sequences.
     began = time.perf_counter()
     seq, description = load_pixel_sequences(cfg)
     timings["data_s"] = time.perf_counter() - began
 
-    # Line 2: the world model (DreamerV3 loss), trained once and cached.
+    # Lines 1-2: the world model p_ψ, an RSSM trained on D_env by the DreamerV3 loss, cached
+    # (one per run seed unless world_model.seed is set).
     wm = cfg.world_model
-    model_kwargs = {"action_dim": int(seq["action"].shape[-1]),
-                    **{k: wm[k] for k in WM_MODEL_KEYS}}
-    wm_seed = int(cfg.seed if wm.seed is None else wm.seed)  # an int shares one model across seeds
-    train_kwargs = {k: wm[k] for k in WM_TRAIN_KEYS} | {"seed": wm_seed}
+    model_kwargs = {"action_dim": seq["action"].shape[-1], **{k: wm[k] for k in WM_MODEL_KEYS}}
+    train_kwargs = {k: wm[k] for k in WM_TRAIN_KEYS} | {
+        "seed": cfg.seed if wm.seed is None else wm.seed
+    }
     began = time.perf_counter()
-    rssm, wm_info = cached_rssm(seq, description, model_kwargs, train_kwargs,
-                                data_root() / "world_models", cache=wm.cache,
-                                progress=cfg.progress)
+    rssm, info = cached_rssm(seq, description, model_kwargs, train_kwargs,
+                             data_root() / "world_models", cache=wm.cache, progress=cfg.progress)
     timings["world_model_s"] = time.perf_counter() - began
     rssm.requires_grad_(False)
 
-    # The model as an env: latent imagination, alive mask from the continuation head.
-    termination = None if wm.termination == "none" else wm.termination
-    model_env = LatentModelEnv(rssm, termination)
-    model_env.set_seed(int(cfg.seed))
-
-    # D_env in latent space: posterior features of every frame, as transitions.
+    # D_env in latent space: the posterior features of every frame, as transitions.
     began = time.perf_counter()
     features = encode_sequences(rssm, seq)
-    env_td = latent_transitions(features, seq)
+    transitions = latent_transitions(features, seq)
     timings["encode_s"] = time.perf_counter() - began
-    env_buffer = make_replay_buffer(env_td, int(cfg.optim.batch_size_env))
+    buffer = make_replay_buffer(transitions, cfg.optim.batch_size_env)
+    return PixelData(rssm, features, buffer, info, timings)
 
-    # Actor and critic on latent features (standardised with D_env statistics).
-    f, a = rssm.feature_dim, rssm.action_dim
-    loc, scale = features.mean(0), features.std(0) + 1e-3
-    cells = tuple(cfg.network.num_cells)
-    actor = make_deterministic_actor(f, a, num_cells=cells, layer_norm=False, obs_loc=loc, obs_scale=scale)
+
+def make_latent_networks(
+    cfg: DictConfig, data: PixelData
+) -> tuple[TensorDictModule, TensorDictModule]:
+    """Deterministic actor and Q-network on latent features (``cfg.num_cells``), inputs
+    standardised with D_env's feature statistics."""
+    f, a = data.rssm.feature_dim, data.rssm.action_dim
+    loc, scale = data.features.mean(0), data.features.std(0) + 1e-3
+    cells = tuple(cfg.num_cells)
+    actor = make_deterministic_actor(f, a, num_cells=cells, layer_norm=False, obs_loc=loc,
+                                     obs_scale=scale)
     critic = make_qvalue_network(f, a, num_cells=cells, input_loc=torch.cat([loc, torch.zeros(a)]),
-                             input_scale=torch.cat([scale, torch.ones(a)]))
+                                 input_scale=torch.cat([scale, torch.ones(a)]))
+    return actor, critic
 
-    # LEQ loss (Eqs. 7, 11), optimisers, EMA critic (Eq. 6).
-    total = int(cfg.train.total_steps)
-    if cfg.algo == "bc_pixels":  # the BC-from-pixels baseline: same world model and features
-        loss = BCLoss(actor)
-        optimizers = {"actor": make_adam(list(actor.parameters()), float(cfg.optim.actor_lr))}
-        schedulers, target_updater, loss_keys = {}, None, ("loss_actor",)
-    else:
-        loss = LEQLoss(actor, critic, model_env, **OmegaConf.to_container(cfg.loss),
-                       validate_inputs=False)
-        optimizers, schedulers = make_leq_optimizers(cfg.optim, loss, total)
-        target_updater = SoftUpdate(loss, eps=float(cfg.optim.ema_decay))
-        loss_keys = ("loss_actor", "loss_qvalue")
 
-    # D_model: latent start states; Lines 7-11: expanded by R-step rollouts every T_expand.
-    model_buffer = make_model_buffer(int(cfg.expansion.capacity), int(cfg.optim.batch_size_model))
-    explore = make_exploration_policy(actor, float(cfg.expansion.noise))
-
-    def expand(step: int) -> None:
-        expand_model_buffer(model_buffer, env_buffer, model_env, explore,
-                            num_starts=int(cfg.expansion.num_starts),
-                            rollout_length=int(cfg.expansion.rollout_length))
-
-    # Evaluation in the rendered env: filter frames with the posterior, act on features.
+def make_pixel_evaluator(
+    cfg: DictConfig, rssm: RSSM, actor: TensorDictModule
+) -> Callable[[int, int], dict[str, float]]:
+    """``(episodes, seed) -> scores`` in the rendered maze: the RSSM posterior filters the
+    frames, ``actor`` acts on its features. V-D4RL: NaN (no DMC renderer on this machine)."""
     policy = LatentPolicy(rssm, actor)
-    max_eval_steps = cfg.train.max_eval_steps
 
     def evaluate(episodes: int, seed: int) -> dict[str, float]:
         if cfg.data.source != "rendered_pointmaze":
             return {"normalized_score": math.nan, "success_rate": math.nan,
-                    "mean_return": math.nan}  # no DMC renderer on this machine: not measured
-        res = evaluate_rendered(policy, cfg.task, episodes, seed, max_steps=max_eval_steps)
+                    "mean_return": math.nan}
+        res = evaluate_rendered(policy, cfg.task, episodes, EVAL_SEED_OFFSET + seed,
+                                max_steps=cfg.train.max_eval_steps)
         rate = res["success_rate"]
         return {"normalized_score": 100.0 * rate, "success_rate": rate,
                 "mean_return": sum(res["returns"]) / len(res["returns"])}
 
-    # Lines 3-14: the LEQ update loop.
-    if cfg.algo == "bc_pixels":
-        sample_batch, hooks = env_buffer.sample, []
-    else:
-        sample_batch = make_leq_batch_sampler(env_buffer, model_buffer)
-        hooks = [PeriodicHook(int(cfg.expansion.every), expand, "expand")]
-    trainer = OfflineTrainer(
-        loss=loss, modules={"loss": loss}, optimizers=optimizers, schedulers=schedulers,
-        sample_batch=sample_batch, evaluate=evaluate,
-        run_dir=run_dir, total_steps=total, eval_every=int(cfg.train.eval_every),
-        eval_episodes=int(cfg.train.eval_episodes),
-        final_eval_episodes=int(cfg.train.final_eval_episodes),
-        log_every=int(cfg.train.log_every), checkpoint_every=int(cfg.train.checkpoint_every),
-        target_updater=target_updater, hooks=hooks,
-        stateful={"model_buffer": model_buffer}, seed=1000 + int(cfg.seed),
-        progress=cfg.progress, loss_keys=loss_keys,
-    )
+    return evaluate
+
+
+def train_timed(trainer: OfflineTrainer, data: PixelData, total_steps: int) -> dict[str, Any]:
+    """``trainer.train()``; its result (final score) with the world model and the seconds each
+    part took (:data:`SUMMARY_KEYS`)."""
     began = time.perf_counter()
     result = trainer.train()
-    timings["leq_s"] = time.perf_counter() - began
-    timings["leq_step_s"] = timings["leq_s"] / max(total, 1)
-    log = wm_info.get("log")
+    seconds = time.perf_counter() - began
+    timings = {**data.timings, "leq_s": seconds, "leq_step_s": seconds / max(total_steps, 1)}
+    log = data.rssm_info.get("log")
     return {
-        "algo": cfg.algo, "task": cfg.task, "seed": int(cfg.seed),
-        "final_score": result["last_score"], "best_score": result["best_score"],
-        "success_rate": result["final"]["success_rate"],
-        "world_model": wm_info["path"], "world_model_cached": wm_info["cached"],
+        **result,
+        "world_model": data.rssm_info["path"],
+        "world_model_cached": data.rssm_info["cached"],
         "world_model_epoch_s": (sum(log["epoch_seconds"]) / len(log["epoch_seconds"])
                                 if log else None),
         "world_model_holdout_image_mse": log["holdout_image_mse"][-1] if log else None,
@@ -182,16 +175,55 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def apply_smoke(cfg: DictConfig) -> DictConfig:
-    """Merge ``smoke_overrides`` when ``smoke=true``."""
-    if cfg.smoke:
-        cfg = OmegaConf.merge(cfg, cfg.smoke_overrides)
-    return cfg
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Algorithm 1 from pixels (line numbers in the comments); returns the trainer's result
+    (final score) with the world model and timings."""
+    check_config(cfg, LEQLoss.hyperparameter_rules, PIXEL_RULES)  # before any work
+    seed_everything(cfg.seed)
+    # Input and lines 1-2: D_env's pixel sequences, the RSSM world model p_ψ trained on them
+    # (or loaded from the cache), D_env over its latent features.
+    data = make_pixel_data(cfg)
+
+    # Line 2's p_ψ as a TorchRL env, imagining in latent space; a rollout ends where the
+    # continuation head says so (world_model.termination=none: never, as in DMC).
+    termination = None if cfg.world_model.termination == "none" else cfg.world_model.termination
+    model_env = LatentModelEnv(data.rssm, termination)
+    model_env.set_seed(cfg.seed)
+
+    # Line 1: policy π_θ and critic Q_φ on latent features (line 3's BC / FQE pretraining is
+    # not done from pixels).
+    actor, critic = make_latent_networks(cfg.network, data)
+
+    # Lines 12-20: imagine H steps from D_model with π_θ in the model (one rollout per update);
+    # critic loss Eq. 7 (lower-expectile λ-returns Eq. 9, D_env TD Eq. 5, EMA Eq. 6), actor Eq. 11.
+    loss = make_leq_loss(cfg.loss, actor, critic, model_env)
+    optimizers, schedulers = make_leq_optimizers(cfg.optim, loss, cfg.train.total_steps)
+    ema = SoftUpdate(loss, eps=cfg.optim.ema_decay)  # the EMA critic of Eq. 6
+
+    # Line 4: D_model ← ∅ (FIFO, latent start states). Lines 6-11: every T_expand steps add
+    # R-step model rollouts of the (noisy) policy from D_env states.
+    d_model = make_model_start_buffer(cfg.expansion, cfg.optim.batch_size_model)
+    expand = make_expansion_hook(cfg.expansion, d_model, data.buffer, model_env, actor)
+
+    # Line 5: the loop — expansion hook, D_env and D_model batches, one update of both networks,
+    # EMA step; evaluation in the rendered env every eval_every steps, checkpoints, a final one.
+    trainer = make_trainer(
+        cfg,
+        loss=loss,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        sample_batch=make_leq_batch_sampler(data.buffer, d_model),
+        evaluate=make_pixel_evaluator(cfg, data.rssm, actor),
+        target_updater=ema,
+        hooks=[PeriodicHook(cfg.expansion.every, expand, "expand_d_model")],
+        stateful={"d_model": d_model, "model_env_rng": GeneratorState(model_env.generator)},
+    )
+    return train_timed(trainer, data, cfg.train.total_steps)
 
 
 @hydra.main(config_path="config", config_name="leq_pixels", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    print(json.dumps(train(apply_smoke(cfg)), default=str))
+    run_example("leq_pixels", train, cfg, extra_keys=SUMMARY_KEYS)
 
 
 if __name__ == "__main__":

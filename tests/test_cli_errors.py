@@ -33,6 +33,9 @@ TRAIN_MODULE = {  # example config -> the script whose train() runs it
     "cql": "cql",
     "bc": "bc",
     "combo": "combo",
+    "leq_pixels": "leq_pixels",
+    "leq_pixels_vd4rl": "leq_pixels",
+    "bc_pixels": "bc_pixels",
 }
 
 
@@ -82,7 +85,10 @@ def no_heavy_work(monkeypatch, module):
     def heavy(*args, **kwargs):
         raise AssertionError("heavy work (loading the data) started before the error")
 
-    monkeypatch.setattr(module, "make_offline_data", heavy)
+    if hasattr(module, "make_pixel_data"):  # the pixel examples: rendering or reading frames
+        monkeypatch.setitem(module.make_pixel_data.__globals__, "load_pixel_sequences", heavy)
+    else:
+        monkeypatch.setattr(module, "make_offline_data", heavy)
 
 
 def one_error_line(capsys, module, cfg):
@@ -142,11 +148,19 @@ BAD_CONFIGS = [
     ("bc", ["network.num_cells=[]"], "network.num_cells must be a non-empty list"),
     ("combo", ["loss.real_ratio=2"], "loss.real_ratio must lie in [0.0, 1.0]"),
     ("combo", ["rollout.length=0"], "rollout.length must be >= 1"),
+    ("leq_pixels", ["loss.tau=2"], "loss.tau must lie in (0.0, 1.0), got 2"),
+    ("leq_pixels", ["data.source=pointmaze"], "data.source must be one of ['rendered_pointmaze',"),
+    ("leq_pixels", ["data.source=vd4rl"], "data.path is not set for data.source=vd4rl"),
+    ("leq_pixels", ["world_model.termination=never"], "world_model.termination must be one of"),
+    ("leq_pixels", ["task=pointmaze-huge"], "Unknown point-maze task 'pointmaze-huge'"),
+    ("leq_pixels_vd4rl", ["data.path=/nonexistent/64px"], "V-D4RL folder not found"),
+    ("bc_pixels", ["world_model.channels=0"], "world_model.channels must be >= 1"),
+    ("bc_pixels", ["train.max_eval_steps=0"], "train.max_eval_steps must be >= 1"),
 ]
 
 
 @pytest.mark.parametrize(
-    "name, overrides, message", BAD_CONFIGS, ids=[" ".join(c[1]) for c in BAD_CONFIGS]
+    "name, overrides, message", BAD_CONFIGS, ids=[f"{c[0]} {' '.join(c[1])}" for c in BAD_CONFIGS]
 )
 def test_bad_config_is_one_line_before_any_work(
     name, overrides, message, tmp_path, monkeypatch, capsys

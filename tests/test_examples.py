@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "config"
 POINTMAZE_EXAMPLES = ["leq_pointmaze", "iql", "cql", "bc", "combo"]
 SIMULATOR_EXAMPLES = ["leq_antmaze", "leq_mujoco"]  # smoke data generated with the real simulator
+PIXEL_EXAMPLES = ["leq_pixels", "bc_pixels"]  # the generated maze rendered at 64x64
 
 
 def run_script(name, tmp_path, *overrides, timeout=300):
@@ -44,7 +45,7 @@ def final_row(run_dir):
     return rows[-1]
 
 
-@pytest.mark.parametrize("name", POINTMAZE_EXAMPLES + SIMULATOR_EXAMPLES)
+@pytest.mark.parametrize("name", POINTMAZE_EXAMPLES + SIMULATOR_EXAMPLES + PIXEL_EXAMPLES)
 def test_example_smoke_run(name, tmp_path):
     proc = run_script(name, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -695,7 +695,8 @@ def make_trainer(
     loss: torch.nn.Module,
     optimizers: Mapping[str, torch.optim.Optimizer],
     sample_batch: Callable[[], TensorDictBase],
-    actor: TensorDictModuleBase,
+    actor: TensorDictModuleBase | None = None,
+    evaluate: Callable[[int, int], dict] | None = None,
     schedulers: Mapping[str, Any] | None = None,
     target_updater: Any = None,
     hooks: list[PeriodicHook] | None = None,
@@ -704,11 +705,12 @@ def make_trainer(
     run_dir: Path | None = None,
 ) -> OfflineTrainer:
     """The training loop of ``cfg.train`` (schedule), ``cfg.logger`` (backend) and ``cfg.eval``
-    (``actor`` evaluated by :func:`make_evaluator`), in :func:`run_directory`, which it claims
-    for this run (its resolved config is stored; a different run's directory is refused); with
-    ``cfg.resume`` it continues from the directory's checkpoint. ``cfg.compile`` (when
-    present) compiles / captures the update (:func:`~torchrl_leq.training.compile.wrap_update`);
-    ``run_dir`` overrides :func:`run_directory` (one seed of a multi-seed run)."""
+    (``actor`` evaluated by :func:`make_evaluator`, or an ``evaluate(episodes, seed)`` of the
+    example's own), in :func:`run_directory`, which it claims for this run (its resolved
+    config is stored; a different run's directory is refused); with ``cfg.resume`` it continues
+    from the directory's checkpoint. ``cfg.compile`` (when present) compiles / captures the
+    update (:func:`~torchrl_leq.training.compile.wrap_update`); ``run_dir`` overrides
+    :func:`run_directory` (one seed of a multi-seed run)."""
     run_dir = run_directory(cfg) if run_dir is None else Path(run_dir)
     train = cfg.train
     trainer = OfflineTrainer(
@@ -718,7 +720,7 @@ def make_trainer(
         optimizers=optimizers,
         schedulers=schedulers,
         sample_batch=sample_batch,
-        evaluate=make_evaluator(cfg, actor),
+        evaluate=evaluate if evaluate is not None else make_evaluator(cfg, actor),
         run_dir=run_dir,
         total_steps=int(train.total_steps),
         eval_every=int(train.eval_every),

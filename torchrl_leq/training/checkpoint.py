@@ -43,6 +43,7 @@ __all__ = [
     "load_latest_checkpoint",
     "previous_checkpoint_path",
     "CHECKPOINT_VERSION",
+    "GeneratorState",
 ]
 
 CHECKPOINT_KIND = "checkpoint"
@@ -68,6 +69,29 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class GeneratorState:
+    """A ``torch.Generator`` as a checkpoint entry (``OfflineTrainer(stateful={...})``): a
+    resumed run continues its draws (e.g. a model env's own generator after ``set_seed``).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> saved = GeneratorState(g).state_dict()
+        >>> a = torch.rand(1, generator=g)
+        >>> GeneratorState(g).load_state_dict(saved)
+        >>> bool(torch.rand(1, generator=g) == a)
+        True
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["state"])
 
 
 def previous_checkpoint_path(path: str | os.PathLike) -> Path:

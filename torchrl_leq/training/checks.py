@@ -36,7 +36,14 @@ from torchrl_leq.objectives.hyperparameters import (
 from .datasets import check_data_shapes, check_dataset, check_eval_env
 from .run_dir import RunDirectory
 
-__all__ = ["ConfigError", "check_config", "check_value", "check_run_dir", "CONFIG_RULES"]
+__all__ = [
+    "ConfigError",
+    "check_config",
+    "check_value",
+    "check_run_dir",
+    "CONFIG_RULES",
+    "PIXEL_RULES",
+]
 
 
 def widths(key: str, value: Any) -> None:
@@ -162,6 +169,22 @@ CONFIG_RULES: dict[str, Rule] = {
 The ``loss.*`` keys here are those of TorchRL's IQL/CQL losses; LEQ's and COMBO's come from their
 classes' ``hyperparameter_rules`` (see :func:`check_config`)."""
 
+PIXEL_RULES: dict[str, Rule] = {
+    "data.source": choice("rendered_pointmaze", "vd4rl"),
+    "data.episode_length": POSITIVE_INT,
+    "data.reward_shift": number(float),
+    **{
+        f"world_model.{key}": POSITIVE_INT
+        for key in ("channels", "deter_dim", "hidden_dim", "groups", "classes", "prior_members",
+                    "epochs", "steps_per_epoch", "seq_len")
+    },
+    "world_model.holdout_fraction": UNIT_OPEN,
+    "world_model.termination": choice("continue_head", "none"),
+    "train.max_eval_steps": number(int, 1, nullable=True),
+}
+"""The pixel examples' own keys (``examples/leq_pixels.py``, ``bc_pixels.py``), checked over
+:data:`CONFIG_RULES` (``check_config(cfg, ..., PIXEL_RULES)``)."""
+
 
 def check_value(key: str, value: Any) -> None:
     """Check one config value against :data:`CONFIG_RULES` (unknown keys pass).
@@ -178,10 +201,15 @@ def check_value(key: str, value: Any) -> None:
         rule(key, value)
 
 
-def check_config(cfg: DictConfig, loss_rules: Mapping[str, Rule] | None = None) -> None:
-    """Every unset (``???``) key, every key of :data:`CONFIG_RULES` present in ``cfg``, the
-    ``loss.*`` keys against ``loss_rules`` (a loss class's ``hyperparameter_rules``: the checks its
-    constructor applies), then the dataset file and the evaluation env of ``cfg.data`` / ``cfg.eval``.
+def check_config(
+    cfg: DictConfig,
+    loss_rules: Mapping[str, Rule] | None = None,
+    rules: Mapping[str, Rule] | None = None,
+) -> None:
+    """Every unset (``???``) key, every key of :data:`CONFIG_RULES` (updated with an example's
+    own ``rules``, e.g. :data:`PIXEL_RULES`) present in ``cfg``, the ``loss.*`` keys against
+    ``loss_rules`` (a loss class's ``hyperparameter_rules``: the checks its constructor applies),
+    then the dataset and the evaluation env of ``cfg.data`` / ``cfg.eval``.
 
     Example:
         >>> from omegaconf import OmegaConf
@@ -197,10 +225,10 @@ def check_config(cfg: DictConfig, loss_rules: Mapping[str, Rule] | None = None) 
             f"config value {missing[0]} is not set — pass {missing[0]}=<value> on the command "
             "line (or pick a task config with --config-name)."
         )
-    for key in CONFIG_RULES:
+    for key, rule in {**CONFIG_RULES, **(rules or {})}.items():
         node = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         if node is not _ABSENT:
-            check_value(key, node)
+            rule(key, node)
     if loss_rules and cfg.get("loss") is not None:
         check_hyperparameters(loss_rules, "loss.", **{k: cfg.loss[k] for k in cfg.loss})
     if cfg.get("world_model") is not None and "num_members" in cfg.world_model:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from omegaconf import DictConfig
@@ -42,23 +43,32 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def summary_line(algo: str, cfg: Mapping[str, Any], result: Mapping[str, Any]) -> str:
-    """The JSON line an example prints last: task, seed, last and best score, metrics file."""
-    keys = ("last_score", "best_score", "metrics_csv")
+def summary_line(
+    algo: str, cfg: Mapping[str, Any], result: Mapping[str, Any], extra_keys: Sequence[str] = ()
+) -> str:
+    """The JSON line an example prints last: task, seed, last and best score, metrics file, and
+    the ``extra_keys`` of ``result`` (an example's own measurements)."""
+    keys = ("last_score", "best_score", "metrics_csv", *extra_keys)
     return json.dumps(
         {"algo": algo, "task": cfg["task"], "seed": cfg["seed"], **{k: result[k] for k in keys}}
     )
 
 
-def run_example(algo: str, train: Callable[[DictConfig], Mapping[str, Any]], cfg: DictConfig) -> None:
+def run_example(
+    algo: str,
+    train: Callable[[DictConfig], Mapping[str, Any]],
+    cfg: DictConfig,
+    extra_keys: Sequence[str] = (),
+) -> None:
     """The body of every example's ``@hydra.main``: apply the smoke preset (``smoke=true``),
     ``train(cfg)`` (for every seed of ``seeds=[...]``), print :func:`summary_line` (one per
-    seed); user errors become one ``error:`` line."""
+    seed, with ``extra_keys`` of the result); user errors become one ``error:`` line."""
     with user_errors():
         cfg = apply_smoke_preset(cfg)
         keep_freed_memory()  # large activations reuse heap pages (training/allocator.py)
         # seeds=[...]: stacked by a train marked stacks_seeds (LEQ), else one after another
         from .multi_seed import run_seeds, summary_lines
 
-        for line in summary_lines(algo, cfg, run_seeds(train, cfg), summary_line):
-            print(line)
+        line = partial(summary_line, extra_keys=extra_keys)
+        for text in summary_lines(algo, cfg, run_seeds(train, cfg), line):
+            print(text)

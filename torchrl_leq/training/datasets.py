@@ -65,7 +65,8 @@ def missing_dataset_message(path: str | os.PathLike, task: str | None = None) ->
 
 def check_dataset(data_cfg: Any, task: str | None = None) -> None:
     """Raise a one-line ``FileNotFoundError`` when ``data_cfg.source == "d4rl_hdf5"`` and
-    ``data_cfg.path`` is not a file. Other sources are checked by their loaders.
+    ``data_cfg.path`` is not a file (``vd4rl``: not a folder), a ``ValueError`` for an unknown
+    point-maze task or a missing path. Other sources are checked by their loaders.
 
     Example:
         >>> check_dataset({"source": "d4rl_hdf5", "path": "/nowhere/hopper_medium-v2.hdf5"})
@@ -83,7 +84,15 @@ def check_dataset(data_cfg: Any, task: str | None = None) -> None:
             )
         check_minari_task(str(data_cfg.get("dataset_id")), data_cfg.get("root"))
         return
-    if data_cfg.get("source") == "pointmaze":
+    if data_cfg.get("source") == "vd4rl":
+        path = data_cfg.get("path")
+        how = "pass data.path=<a V-D4RL 64px folder of *.npz episodes>."
+        if not path:
+            raise ValueError(f"data.path is not set for data.source=vd4rl — {how}")
+        if not Path(str(path)).expanduser().is_dir():
+            raise FileNotFoundError(f"V-D4RL folder not found: {str(path)!r} — {how}")
+        return
+    if data_cfg.get("source") in ("pointmaze", "rendered_pointmaze"):
         name = data_cfg.get("task") or task
         if name not in POINTMAZE_TASKS:
             raise ValueError(
@@ -104,9 +113,10 @@ def check_dataset(data_cfg: Any, task: str | None = None) -> None:
 
 def check_eval_env(cfg: Any) -> None:
     """Fail fast (before the world model) when a task that is neither a point maze nor a Minari
-    dataset (evaluated in the dataset's own env) has no ``eval.env_id``."""
+    dataset (evaluated in the dataset's own env) nor V-D4RL (not evaluated here) has no
+    ``eval.env_id``."""
     source = (cfg.get("data") or {}).get("source")
-    if source in ("pointmaze", "minari") or cfg.get("task") in POINTMAZE_TASKS:
+    if source in ("pointmaze", "minari", "vd4rl") or cfg.get("task") in POINTMAZE_TASKS:
         return
     if (cfg.get("eval") or {}).get("env_id") is None:
         raise ValueError(
