@@ -35,8 +35,11 @@ ALGO_CONFIGS = {  # algo -> (example script whose train(cfg) runs it, its config
     "cql": ("cql", "cql"),
     "bc": ("bc", "bc"),
     "combo": ("combo", "combo"),
+    "leq_pixels": ("leq_pixels", "leq_pixels"),  # rendered 64x64 frames of the same maze
+    "bc_pixels": ("bc_pixels", "bc_pixels"),
 }
-MODEL_BASED = ("leq", "combo")
+MODEL_BASED = ("leq", "combo", "leq_pixels", "bc_pixels")  # bc_pixels: on the RSSM's features
+PIXELS = ("leq_pixels", "bc_pixels")  # their own dataset size (data.steps of base/pixels.yaml)
 ABLATION_TASK = "pointmaze-medium"
 # name -> overrides on the LEQ config (paper Table 18 style); None: not supported yet.
 ABLATIONS: dict[str, list[str] | None] = {
@@ -83,7 +86,9 @@ def has_final_row(csv_path: Path) -> bool:
 def run_overrides(algo: str, task: str, seed: int, run_dir: Path, args) -> list[str]:
     over = [f"task={task}", f"seed={seed}", f"run_dir={run_dir}", "resume=true", "progress=false"]
     if not args.smoke:
-        over += [f"train.total_steps={args.steps}", f"data.steps={args.data_steps}"]
+        over.append(f"train.total_steps={args.steps}")
+        if algo not in PIXELS:
+            over.append(f"data.steps={args.data_steps}")
     if algo in MODEL_BASED:
         over.append("world_model.seed=0")
     return over
