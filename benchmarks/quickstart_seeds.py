@@ -38,6 +38,7 @@ def commit() -> str:
 
 def run_seed(seed: int, extra: list[str]) -> dict:
     """One quickstart run from an empty cache; its result record."""
+    code = commit()  # the code the run starts with (HEAD may move while it runs)
     with tempfile.TemporaryDirectory(prefix="leq_quickstart_") as tmp:
         cache, run_dir = Path(tmp) / "cache", Path(tmp) / "run"
         env = {**os.environ, "TORCHRL_LEQ_DATA": str(cache), "OMP_NUM_THREADS": "1"}
@@ -51,13 +52,14 @@ def run_seed(seed: int, extra: list[str]) -> dict:
             raise SystemExit(f"error: seed {seed} failed (exit {proc.returncode}): "
                              f"{proc.stderr.strip().splitlines()[-1:]}")
         line = json.loads([s for s in proc.stdout.splitlines() if s.startswith("{")][-1])
+        line.pop("metrics_csv", None)  # a temporary path
         shutil.copy(run_dir / "metrics.csv", RESULTS / f"seed{seed}_metrics.csv")
         with open(run_dir / "metrics.csv") as f:
             final = [row for row in csv.DictReader(f) if row.get("kind") == "final"][-1]
     return {"seed": seed, "wall_s": round(wall, 1), "success_rate": float(final["success_rate"]),
             "episodes": int(float(final.get("episodes") or 100)), "summary": line,
             "command": " ".join(["OMP_NUM_THREADS=1", "python", *cmd[1:]]),
-            "commit": commit(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "commit": code, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "load_avg_1m_after": round(os.getloadavg()[0], 2)}
 
 
