@@ -328,7 +328,11 @@ class CLAPLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``loss_actor``, ``loss_value`` and the diagnostics from one imagined rollout."""
-        start = tensordict.get(self.tensor_keys.observation)
+        key = self.tensor_keys.observation
+        start = tensordict.get(key, None)
+        if start is None:
+            raise KeyError(f"CLAPLoss: the input has no start features at {key!r} "
+                           "(remap with set_keys)")
         if tensordict.batch_dims != 1 or start.ndim != 2:
             raise ValueError(
                 "CLAPLoss expects a [B] tensordict of start features [B, F], got batch size "

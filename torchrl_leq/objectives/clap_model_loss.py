@@ -198,6 +198,10 @@ class CLAPModelLoss(LossModule):
                 f"{tuple(tensordict.batch_size)}"
             )
         k, model = self.tensor_keys, self.world_model
+        present = set(tensordict.keys(include_nested=True, leaves_only=True))
+        for key in self.in_keys:
+            if key not in present:
+                raise KeyError(f"CLAPModelLoss: the input has no {key!r} (remap with set_keys)")
         bt = tensordict.batch_size
         steps = bt[1]
         obs = tensordict.get(k.observation)
