@@ -117,6 +117,8 @@ def _collect(
 ):
     from minari.data_collector import EpisodeBuffer
 
+    import torchrl_leq._robotics  # noqa: F401  (registers the maze envs when nothing else did)
+
     env = gym.make(
         task.env_id,
         maze_map=[list(row) for row in task.maze_map],

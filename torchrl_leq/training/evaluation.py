@@ -4,6 +4,9 @@ Episodes run in a ``gymnasium.vector.SyncVectorEnv`` (``num_envs`` at a time); e
 reset with seed ``seed + i``, so results do not depend on ``num_envs``. Once an env's episode has
 ended, its later steps (gymnasium's auto-reset included) are masked out: they add no reward and
 no length. Success = the episode ended by ``terminated`` (goal reached in the maze tasks).
+The actor's input holds ``"observation"`` and ``"is_first"`` (``[num_envs]`` bool, True at the
+first step of each batch of episodes), so recurrent policies (a filtering world-model policy)
+know when to reset their state.
 
 Example:
     >>> from torchrl_leq.data.waypoint_controller import make_controller_actor
@@ -132,11 +135,12 @@ def evaluate(
             count = min(n_envs, episodes - first)
             obs, _ = venv.reset(seed=[seed + first + i for i in range(n_envs)])
             alive = np.arange(n_envs) < count
-            for _ in range(max_steps):
+            for step in range(max_steps):
                 if not alive.any():
                     break
                 td = TensorDict(
-                    {"observation": torch.as_tensor(obs, dtype=torch.float32, device=device)},
+                    {"observation": torch.as_tensor(obs, dtype=torch.float32, device=device),
+                     "is_first": torch.full((n_envs,), step == 0, device=device)},
                     batch_size=[n_envs],
                 )
                 action = actor(td)["action"].detach().cpu().numpy().astype(space.dtype)
