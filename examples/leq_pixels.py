@@ -42,12 +42,15 @@ from torchrl_leq.modules import make_deterministic_actor, make_qvalue_network
 from torchrl_leq.modules.rssm import RSSM
 from torchrl_leq.objectives import LEQLoss
 from torchrl_leq.training.builders import (
+    is_resuming,
     make_expansion_hook,
     make_leq_batch_sampler,
     make_leq_loss,
     make_leq_optimizers,
     make_model_start_buffer,
     make_trainer,
+    pretrain_bc,
+    pretrain_fqe,
 )
 from torchrl_leq.training.checkpoint import GeneratorState
 from torchrl_leq.training.checks import PIXEL_RULES, check_config
@@ -190,9 +193,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model_env = LatentModelEnv(data.rssm, termination)
     model_env.set_seed(cfg.seed)
 
-    # Line 1: policy π_θ and critic Q_φ on latent features (line 3's BC / FQE pretraining is
-    # not done from pixels).
+    # Lines 1 and 3: policy π_θ and critic Q_φ on latent features; BC for π_θ, then FQE
+    # (Algorithm 2) for Q_φ, on D_env's latent transitions.
     actor, critic = make_latent_networks(cfg.network, data)
+    if cfg.pretrain.enabled and not is_resuming(cfg):  # a resumed run has them in its checkpoint
+        pretrain_bc(actor, data.buffer, cfg.pretrain.bc_steps, lr=cfg.pretrain.bc_lr,
+                    batch_size=cfg.pretrain.get("bc_batch_size"), progress=cfg.progress)
+        pretrain_fqe(actor, critic, data.buffer, cfg.pretrain.fqe_steps, gamma=cfg.loss.gamma,
+                     lr=cfg.optim.critic_lr, ema_decay=cfg.optim.ema_decay, progress=cfg.progress)
 
     # Lines 12-20: imagine H steps from D_model with π_θ in the model (one rollout per update);
     # critic loss Eq. 7 (lower-expectile λ-returns Eq. 9, D_env TD Eq. 5, EMA Eq. 6), actor Eq. 11.
