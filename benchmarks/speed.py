@@ -75,21 +75,22 @@ def timeit(fn, repeats: int, warmup: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def make_batch(device: torch.device) -> TensorDict:
+def make_batch(device: torch.device, n: int = B, obs: int = OBS, act: int = ACT) -> TensorDict:
+    """LEQ's ``{"env", "model"}`` batch of ``n`` random rows (fixed RNG)."""
     g = torch.Generator().manual_seed(0)
     env = TensorDict(
         {
-            "observation": torch.randn(B, OBS, generator=g),
-            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
+            "observation": torch.randn(n, obs, generator=g),
+            "action": torch.rand(n, act, generator=g) * 2 - 1,
             "next": {
-                "observation": torch.randn(B, OBS, generator=g),
-                "reward": torch.randn(B, 1, generator=g),
-                "terminated": torch.zeros(B, 1, dtype=torch.bool),
+                "observation": torch.randn(n, obs, generator=g),
+                "reward": torch.randn(n, 1, generator=g),
+                "terminated": torch.zeros(n, 1, dtype=torch.bool),
             },
         },
-        [B],
+        [n],
     )
-    model = TensorDict({"observation": torch.randn(B, OBS, generator=g)}, [B])
+    model = TensorDict({"observation": torch.randn(n, obs, generator=g)}, [n])
     return TensorDict({"env": env, "model": model}, []).to(device)
 
 
@@ -203,26 +204,7 @@ def make_seeds(size: str, num_seeds: int, device: torch.device, method: str = "b
         total_steps=0,
     )
     updater = SoftUpdate(loss, eps=0.995)
-    g = torch.Generator().manual_seed(0)
-    n, obs, act = B * num_seeds, c["obs"], c["act"]
-    batch = TensorDict(
-        {
-            "env": TensorDict(
-                {
-                    "observation": torch.randn(n, obs, generator=g),
-                    "action": torch.rand(n, act, generator=g) * 2 - 1,
-                    "next": {
-                        "observation": torch.randn(n, obs, generator=g),
-                        "reward": torch.randn(n, 1, generator=g),
-                        "terminated": torch.zeros(n, 1, dtype=torch.bool),
-                    },
-                },
-                [n],
-            ),
-            "model": TensorDict({"observation": torch.randn(n, obs, generator=g)}, [n]),
-        },
-        [],
-    ).to(device)
+    batch = make_batch(device, B * num_seeds, c["obs"], c["act"])
 
     def step() -> None:
         out = loss(batch)
