@@ -87,7 +87,8 @@ def load_pixel_sequences(cfg: DictConfig) -> tuple[TensorDict, str]:
         path = Path(str(data.path)).expanduser()
     else:  # rendered_pointmaze: the generated dataset, rendered once and cached
         path = render_pointmaze_dataset(data.task, data.steps, data.seed, root=data.root,
-                                        episode_length=data.episode_length, progress=cfg.progress)
+                                        episode_length=data.episode_length, progress=cfg.progress,
+                                        ball_radius=data.ball_radius, view=data.view)
     seq = read_vd4rl(path)
     seq["reward"] = seq["reward"] + float(data.reward_shift)
     return seq, f"{data.source}:{path}:shift={data.reward_shift}"
@@ -151,7 +152,8 @@ def make_pixel_evaluator(
             return {"normalized_score": math.nan, "success_rate": math.nan,
                     "mean_return": math.nan}
         res = evaluate_rendered(policy, cfg.task, episodes, EVAL_SEED_OFFSET + seed,
-                                max_steps=cfg.train.max_eval_steps)
+                                max_steps=cfg.train.max_eval_steps,
+                                ball_radius=cfg.data.ball_radius, view=cfg.data.view)
         rate = res["success_rate"]
         return {"normalized_score": 100.0 * rate, "success_rate": rate,
                 "mean_return": sum(res["returns"]) / len(res["returns"])}

@@ -37,26 +37,52 @@ def test_ball_pixel_position_follows_x_y(renderer):
     task = get_pointmaze_task("pointmaze-umaze")
     rng = np.random.default_rng(0)
     goal = np.array(task.goal_xy)
-    xy = [np.array(task.cell_to_xy(c)) + rng.uniform(-0.3, 0.3, 2) for c in free_cells(task)]
+    xy = [np.array(task.cell_to_xy(c)) + rng.uniform(-0.2, 0.2, 2) for c in free_cells(task)]
     xy = [p for p in xy if np.linalg.norm(p - goal) > 0.4]  # the goal marker may cover the ball
     centres = np.stack([ball_centroid(renderer.render(p)) for p in xy])
     predicted = renderer.xy_to_pixel(np.stack(xy))
     assert np.abs(centres - predicted).max() < 1.0  # within a pixel
-    # x moves the ball right (col up), y moves it up (row down): 64 px for 5 maze units
-    a, b = renderer.render([0.5, -1.0]), renderer.render([1.5, -1.0])
-    assert ball_centroid(b)[1] - ball_centroid(a)[1] == pytest.approx(64 / 5, abs=1.0)
-    a, b = renderer.render([1.0, -1.2]), renderer.render([1.0, 0.8])
-    assert ball_centroid(a)[0] - ball_centroid(b)[0] == pytest.approx(2 * 64 / 5, abs=1.0)
+    # x moves the ball right (col up), y moves it up (row down): the interior view frames the
+    # 3 free cells plus a margin of ball radius + 0.05 on each side (3.7 maze units in 64 px)
+    px = 64 / (3 + 2 * (0.3 + 0.05))
+    # (away from walls: their tops, above the ball, hide part of a ball that touches them)
+    a, b = renderer.render([0.1, -1.0]), renderer.render([1.1, -1.0])
+    assert ball_centroid(b)[1] - ball_centroid(a)[1] == pytest.approx(px, abs=1.0)
+    a, b = renderer.render([1.0, -1.1]), renderer.render([1.0, 0.9])
+    assert ball_centroid(a)[0] - ball_centroid(b)[0] == pytest.approx(2 * px, abs=1.0)
 
 
 def test_frames_show_only_the_ball_moving(renderer):
     a, b = renderer.render([1.0, -1.0]), renderer.render([1.0, 1.0])
     changed = np.any(a != b, axis=-1)
     rows, cols = np.nonzero(changed)
-    # only pixels around the two ball positions differ (background and goal marker are fixed)
-    near = [np.min(np.hypot(rows - r, cols - c)) for r, c in renderer.xy_to_pixel(
-        np.array([[1.0, -1.0], [1.0, 1.0]]))]
-    assert changed.sum() < 80 and max(near) < 3
+    # only pixels within the drawn ball (radius 0.3 maze units) of its two positions differ:
+    # the background and the goal marker are fixed
+    radius_px = 0.3 * 64 / (2 * renderer.half_extent)
+    dist = np.min([np.hypot(rows - r, cols - c) for r, c in renderer.xy_to_pixel(
+        np.array([[1.0, -1.0], [1.0, 1.0]]))], axis=0)
+    assert dist.max() < radius_px + 1.5
+    assert changed.sum() > 2 * np.pi * (radius_px - 1) ** 2  # both discs, not just an edge
+
+
+def test_ball_is_drawn_at_its_radius_and_the_physics_is_untouched():
+    areas = []
+    for radius in (0.1, 0.3):
+        r = PointMazeRenderer("pointmaze-umaze", ball_radius=radius)
+        f = r.render([1.0, -1.0]).astype(int)
+        areas.append(((f[..., 1] > f[..., 0] + 60) & (f[..., 1] > f[..., 2] + 60)).sum()
+                     / (64 / (2 * r.half_extent)) ** 2)  # maze units²
+        r.close()
+    np.testing.assert_allclose(areas, np.pi * np.array([0.1, 0.3]) ** 2, rtol=0.35)
+    env = make_rendered_pointmaze_env("pointmaze-umaze", ball_radius=0.5)
+    model = env.unwrapped.model  # the simulated env's model, not the renderer's
+    import mujoco
+
+    geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "particle_geom")
+    assert model.geom_size[geom, 0] == 0.1 and env.renderer.ball_radius == 0.5
+    env.close()
+    with pytest.raises(ValueError, match="view="):
+        PointMazeRenderer("pointmaze-umaze", view="top")
 
 
 def test_rendered_dataset_matches_the_generated_data(tmp_path):

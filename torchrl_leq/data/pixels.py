@@ -1,7 +1,8 @@
 """Pixel point-maze: the generated point-maze datasets rendered by MuJoCo at 64×64, top-down.
 
 :class:`PointMazeRenderer` draws the maze, the goal marker (red, at the task's fixed goal)
-and the ball (green) from a fixed top-down camera that fits the whole maze, with MuJoCo's own
+and the ball (green, drawn larger than it is) from a fixed top-down camera that fits the
+maze's free cells, with MuJoCo's own
 offscreen renderer on an EGL context (headless; it works whichever ``MUJOCO_GL`` MuJoCo was
 imported with). About 8 ms a frame on this CPU.
 
@@ -17,7 +18,7 @@ Example:
     >>> frame.shape, frame.dtype
     ((64, 64, 3), dtype('uint8'))
     >>> [round(float(v)) for v in r.xy_to_pixel([1.0, -1.0])]  # row, col of the ball
-    [44, 44]
+    [49, 49]
     >>> r.close()
 """
 
@@ -54,23 +55,47 @@ __all__ = [
 ]
 
 
+BALL_RADIUS = 0.3
+"""Drawn radius of the ball (maze units). The simulator's ball has radius 0.1 and its marker
+0.2, ~4 px across in a 64 px frame of the whole umaze: an RSSM trained on such frames models
+the static maze and barely the ball (linear probe R² of x, y 0.66 / 0.43, docs/pixels.md). The
+physics is untouched: only the renderer's own copy of the model draws the larger marker."""
+
+VIEWS = ("interior", "maze")
+"""Camera framings: ``"interior"`` the free cells inside the outer wall ring (plus a margin
+for the ball), ``"maze"`` the whole maze with its outer walls."""
+
+
 class PointMazeRenderer:
     """Offscreen top-down renderer of a point-maze task at ``size × size`` pixels.
 
     ``render(xy)`` places the ball at ``xy`` (velocity is not visible) and returns an RGB
     ``uint8 [size, size, 3]`` frame, x to the right and y up. ``xy_to_pixel`` is the camera's
-    projection of a maze point to (row, col) pixel coordinates.
+    projection of a maze point to (row, col) pixel coordinates. ``ball_radius`` (drawn only,
+    :data:`BALL_RADIUS`) and ``view`` (:data:`VIEWS`) set what the frames show.
     """
 
-    def __init__(self, task: PointMazeTask | str, size: int = 64) -> None:
+    def __init__(
+        self,
+        task: PointMazeTask | str,
+        size: int = 64,
+        ball_radius: float = BALL_RADIUS,
+        view: str = "interior",
+    ) -> None:
         import mujoco
         from mujoco.egl import GLContext
 
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r}: use one of {VIEWS}")
         self.task = resolve_task(task)
-        self.size = size
+        self.size, self.ball_radius, self.view = size, float(ball_radius), view
         self._env = make_pointmaze_env(self.task)
         self._env.reset(seed=0)  # puts the goal marker on the task's goal
         self.model, self.data = self._env.unwrapped.model, self._env.unwrapped.data
+        # render-only: this env is never stepped, so the ball's visual site can be enlarged
+        ball = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "particle_site")
+        self.model.site_size[ball, 0] = self.ball_radius
+        self.model.site_rgba[ball] = (0.3, 1.0, 0.3, 1.0)  # brighter than the default green
         self._ctx = GLContext(size, size)
         self._ctx.make_current()
         self._scene = mujoco.MjvScene(self.model, maxgeom=1000)
@@ -78,7 +103,10 @@ class PointMazeRenderer:
         self._con = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         rows, cols = len(self.task.maze_map), len(self.task.maze_map[0])
-        self.half_extent = max(rows, cols) / 2.0  # the maze (scaling 1) is centred at 0
+        # the maze (scaling 1) is centred at 0; "interior" leaves out the outer wall ring
+        # except a margin that keeps the whole (enlarged) ball in view
+        self.half_extent = (max(rows, cols) / 2.0 if view == "maze"
+                            else max(rows, cols) / 2.0 - 1.0 + self.ball_radius + 0.05)
         fovy = math.radians(float(self.model.vis.global_.fovy))
         self._cam = mujoco.MjvCamera()
         self._cam.type = mujoco.mjtCamera.mjCAMERA_FREE
@@ -129,15 +157,17 @@ def rendered_dataset_path(
     root: str | os.PathLike | None = None,
     episode_length: int = DEFAULT_EPISODE_LENGTH,
     size: int = 64,
+    ball_radius: float = BALL_RADIUS,
+    view: str = "interior",
 ) -> Path:
     """Cache folder of a rendered dataset: ``data_root(root)/pixels/<task>/s<seed>-n<steps>-
-    T<episode_length>-<size>px``.
+    T<episode_length>-<size>px-ball<ball_radius>-<view>``.
 
     Example:
         >>> rendered_dataset_path("pointmaze-umaze", 1000, root="/tmp/d").as_posix()
-        '/tmp/d/pixels/pointmaze-umaze/s0-n1000-T1000-64px'
+        '/tmp/d/pixels/pointmaze-umaze/s0-n1000-T1000-64px-ball0.3-interior'
     """
-    name = f"s{seed}-n{steps}-T{episode_length}-{size}px"
+    name = f"s{seed}-n{steps}-T{episode_length}-{size}px-ball{float(ball_radius):g}-{view}"
     return data_root(root) / "pixels" / resolve_task(task).name / name
 
 
@@ -149,6 +179,8 @@ def render_pointmaze_dataset(
     episode_length: int = DEFAULT_EPISODE_LENGTH,
     size: int = 64,
     progress: bool = False,
+    ball_radius: float = BALL_RADIUS,
+    view: str = "interior",
 ) -> Path:
     """Render the generated dataset (generating it first if needed) into a cached V-D4RL folder.
 
@@ -162,14 +194,14 @@ def render_pointmaze_dataset(
         >>> path = render_pointmaze_dataset("pointmaze-umaze", 2_000)  # doctest: +SKIP
     """
     task = resolve_task(task)
-    final = rendered_dataset_path(task, steps, seed, root, episode_length, size)
+    final = rendered_dataset_path(task, steps, seed, root, episode_length, size, ball_radius, view)
     if (final / "render_seconds.txt").is_file():
         return final
     td = read_pointmaze_dataset(task, steps, seed, root, episode_length)
     episode = td["episode"].numpy()
     bounds = np.flatnonzero(np.diff(episode)) + 1
     starts, ends = np.r_[0, bounds], np.r_[bounds, len(episode)]
-    renderer = PointMazeRenderer(task, size)
+    renderer = PointMazeRenderer(task, size, ball_radius, view)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=final.parent))
     bar = tqdm(total=len(episode), desc=f"render {task.name}", unit="frame", disable=not progress)
@@ -231,7 +263,11 @@ class RenderedPointMaze(gym.Wrapper):
 
 
 def make_rendered_pointmaze_env(
-    task: PointMazeTask | str, seed: int | None = None, size: int = 64
+    task: PointMazeTask | str,
+    seed: int | None = None,
+    size: int = 64,
+    ball_radius: float = BALL_RADIUS,
+    view: str = "interior",
 ) -> RenderedPointMaze:
     """Evaluation env of a point-maze task (:func:`make_pointmaze_env`) observed through
     :class:`PointMazeRenderer`.
@@ -244,7 +280,8 @@ def make_rendered_pointmaze_env(
         >>> env.close()
     """
     task = resolve_task(task)
-    return RenderedPointMaze(make_pointmaze_env(task, seed), PointMazeRenderer(task, size))
+    return RenderedPointMaze(make_pointmaze_env(task, seed),
+                             PointMazeRenderer(task, size, ball_radius, view))
 
 
 @torch.no_grad()
@@ -256,6 +293,8 @@ def evaluate_rendered(
     *,
     size: int = 64,
     max_steps: int | None = None,
+    ball_radius: float = BALL_RADIUS,
+    view: str = "interior",
 ) -> dict[str, Any]:
     """Run ``episodes`` deterministic episodes of a pixel policy in the rendered env.
 
@@ -271,7 +310,7 @@ def evaluate_rendered(
         >>> evaluate_rendered(actor, "pointmaze-umaze", episodes=1, max_steps=5)["lengths"]
         [5]
     """
-    env = make_rendered_pointmaze_env(task, size=size)
+    env = make_rendered_pointmaze_env(task, size=size, ball_radius=ball_radius, view=view)
     limit = max_steps if max_steps is not None else env.spec.max_episode_steps
     returns, lengths, success = [], [], []
     with set_exploration_type(ExplorationType.DETERMINISTIC):
