@@ -37,8 +37,16 @@ ALGO_CONFIGS = {  # algo -> (example script whose train(cfg) runs it, its config
     "combo": ("combo", "combo"),
     "leq_pixels": ("leq_pixels", "leq_pixels"),  # rendered 64x64 frames of the same maze
     "bc_pixels": ("bc_pixels", "bc_pixels"),
+    "clap": ("clap", "clap"),
+    "clap_no_constraint": ("clap", "clap"),  # C-LAP's App. F ablations
+    "clap_no_latent_action": ("clap", "clap"),
+}
+ALGO_OVERRIDES = {  # algo -> overrides on its config
+    "clap_no_constraint": ["agent.variant=no_constraint"],
+    "clap_no_latent_action": ["agent.variant=no_latent_action"],
 }
 MODEL_BASED = ("leq", "combo", "leq_pixels", "bc_pixels")  # bc_pixels: on the RSSM's features
+CLAP = ("clap", "clap_no_constraint", "clap_no_latent_action")  # their model: clap_model.seed
 PIXELS = ("leq_pixels", "bc_pixels")  # their own dataset size (data.steps of base/pixels.yaml)
 ABLATION_TASK = "pointmaze-medium"
 # name -> overrides on the LEQ config (paper Table 18 style); None: not supported yet.
@@ -91,7 +99,9 @@ def run_overrides(algo: str, task: str, seed: int, run_dir: Path, args) -> list[
             over.append(f"data.steps={args.data_steps}")
     if algo in MODEL_BASED:
         over.append("world_model.seed=0")
-    return over
+    if algo in CLAP:
+        over.append("clap_model.seed=0")
+    return over + ALGO_OVERRIDES.get(algo, [])
 
 
 def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) -> str:
