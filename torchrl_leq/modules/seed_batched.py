@@ -153,8 +153,9 @@ def stack_seed_modules(modules: Sequence[nn.Module]) -> nn.Module:
     """One module running ``len(modules)`` seeds on a seed-major ``[K*B, ...]`` batch.
 
     ``modules`` must share one structure of containers (TensorDictModule, ProbabilisticActor,
-    MLP, Sequential, ...) around ``Linear``, ``LayerNorm`` and ``InputScaler`` layers; parameter-free layers (ReLU,
-    tanh) are shared. K = 1 returns ``modules[0]`` itself (the single-seed path, unchanged).
+    MLP, Sequential, ...) around ``Linear``, ``LayerNorm`` and ``InputScaler`` layers;
+    parameter-free layers (ReLU, tanh) are shared. K = 1 returns ``modules[0]`` itself (the
+    single-seed path, unchanged).
     """
     modules = list(modules)
     if not modules:

@@ -410,10 +410,10 @@ class COMBOLoss(LossModule):
             return sample(tuple(shape), dtype=like.dtype, device=like.device)
         part = list(shape)
         part[dim] //= self.num_seeds
-        draws = [
-            sample(part, generator=g, dtype=like.dtype, device=like.device if g is None else g.device)
-            for g in self.generators
-        ]
+        draws = []
+        for g in self.generators:
+            device = like.device if g is None else g.device
+            draws.append(sample(part, generator=g, dtype=like.dtype, device=device))
         return torch.cat(draws, dim).to(like.device)
 
     def _seed_rsample(self, dist: Distribution, shape: torch.Size) -> tuple[Tensor, Tensor]:
