@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictSequential
 from torch import Tensor, nn
 from torchrl.modules.functional import symlog
 
@@ -141,15 +142,20 @@ def _stack(modules: Sequence[nn.Module]) -> nn.Module:
     for name in children[0]:
         out._modules[name] = _stack([c[name] for c in children])
     out._parameters, out._buffers = {}, {}
+    if isinstance(out, ProbabilisticTensorDictSequential) and out.det_part is not None:
+        # get_dist runs a second container of the same children, kept outside _modules
+        # (a SAC actor, ProbabilisticActor): rebuild it around the stacked children.
+        out.__dict__["_det_part"] = TensorDictSequential(*list(out.module)[:-1])
     return out
 
 
 def stack_seed_modules(modules: Sequence[nn.Module]) -> nn.Module:
     """One module running ``len(modules)`` seeds on a seed-major ``[K*B, ...]`` batch.
 
-    ``modules`` must share one structure of containers (TensorDictModule, MLP, Sequential, ...)
-    around ``Linear``, ``LayerNorm`` and ``InputScaler`` layers; parameter-free layers (ReLU,
-    tanh) are shared. K = 1 returns ``modules[0]`` itself (the single-seed path, unchanged).
+    ``modules`` must share one structure of containers (TensorDictModule, ProbabilisticActor,
+    MLP, Sequential, ...) around ``Linear``, ``LayerNorm`` and ``InputScaler`` layers;
+    parameter-free layers (ReLU, tanh) are shared. K = 1 returns ``modules[0]`` itself (the
+    single-seed path, unchanged).
     """
     modules = list(modules)
     if not modules:

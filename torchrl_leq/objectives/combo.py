@@ -5,17 +5,21 @@ conservative critic regulariser (Eq. 2)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModule
 from tensordict.utils import NestedKey
-from torch import Tensor
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, TransformedDistribution
 from torchrl.data import TensorSpec
 from torchrl.objectives import LossModule, ValueEstimators
 from torchrl.objectives.utils import dispatch_value_estimator
 from torchrl.objectives.value import ValueEstimatorBase
+
+from torchrl_leq.modules.seed_batched import num_seeds_of
 
 from ._utils import check_reduction, flat_key, reduce_loss
 from .hyperparameters import (
@@ -74,6 +78,13 @@ class COMBOLoss(LossModule):
     * ``"model"`` ``[B_model]``: model-rollout transitions
       (:func:`~torchrl_leq.data.model_rollouts.rollout_model_transitions`).
 
+    K stacked seeds (``num_seeds`` K > 1, networks from
+    :func:`~torchrl_leq.modules.seed_batched.stack_seed_modules`): both batches are the K seeds'
+    batches concatenated seed-major (``[K*B_env]``, ``[K*B_model]``), the mixed batch is seed k's
+    env rows then its model rows for each k in turn, and every loss and diagnostic is seed k's own
+    (``[K]`` tensors; one temperature per seed), so ``sum(loss)`` gives each seed exactly its
+    single-seed gradient.
+
     Args:
         actor_network: stochastic actor (e.g. a ``ProbabilisticActor`` with ``TanhNormal``,
             :func:`~torchrl_leq.modules.stochastic_actor.make_tanh_normal_actor`) whose ``get_dist`` reads
@@ -94,8 +105,13 @@ class COMBOLoss(LossModule):
             actor's ``spec[action]``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-sample losses over the mixed batch,
             env rows first, each already multiplied by its mixture weight, so ``"mean"`` of the
-            ``"none"`` output equals ``"mean"``).
+            ``"none"`` output equals ``"mean"``; per seed with K > 1).
         validate_inputs: check inputs for NaN/inf (one host sync per input; off in benchmarks).
+        num_seeds: K, the number of stacked seeds the networks hold (1: a single-seed loss).
+        generators: K > 1 only: seed k's random draws (its critics' initialisation, proposal
+            and policy samples) come from ``generators[k]`` (its RNG stream,
+            :class:`~torchrl_leq.training.multi_seed.SeedStreams`), in the order and shapes a
+            single-seed loss draws them from the global RNG. ``None``: the global RNG.
 
     Example:
         >>> import torch
@@ -198,6 +214,8 @@ class COMBOLoss(LossModule):
         action_spec: TensorSpec | None = None,
         reduction: str = "mean",
         validate_inputs: bool = True,
+        num_seeds: int = 1,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> None:
         check_hyperparameters(
             self.hyperparameter_rules, beta=beta, real_ratio=real_ratio, num_random=num_random,
@@ -211,24 +229,42 @@ class COMBOLoss(LossModule):
                 "actor_network must be a probabilistic actor with get_dist (e.g. a "
                 f"ProbabilisticActor with TanhNormal), got {type(actor_network).__name__}."
             )
+        num_seeds = int(num_seeds)
+        if num_seeds < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}.")
+        for name, net in (("actor_network", actor_network), ("qvalue_network", qvalue_network)):
+            if num_seeds_of(net) != num_seeds:
+                raise ValueError(
+                    f"{name} holds {num_seeds_of(net)} stacked seed(s), num_seeds is {num_seeds}."
+                )
+        if generators is not None and (num_seeds == 1 or len(generators) != num_seeds):
+            raise ValueError("generators: one per seed, for num_seeds > 1 only.")
         super().__init__()
+        self.num_seeds = num_seeds
+        self.generators = list(generators) if generators is not None else [None] * num_seeds
         low, high = self._action_bounds(actor_network, action_spec)
         self.convert_to_functional(actor_network, "actor_network", create_target_params=False)
-        self.convert_to_functional(
-            qvalue_network, "qvalue_network", num_qvalue_nets, create_target_params=True
-        )
+        if num_seeds == 1:
+            self.convert_to_functional(
+                qvalue_network, "qvalue_network", num_qvalue_nets, create_target_params=True
+            )
+        else:
+            self._convert_seed_critics(qvalue_network, num_qvalue_nets)
         device = low.device
         for p in self.actor_network_params.values(True, True):
             device = p.device
             break
-        self.register_buffer("action_low", low.to(device))
-        self.register_buffer("action_high", high.to(device))
         if target_entropy == "auto":
             target_entropy = -float(low.numel())
         elif isinstance(target_entropy, str):
             raise ValueError(f"target_entropy must be a number or 'auto', got {target_entropy!r}.")
-        self.register_buffer("target_entropy", torch.tensor(float(target_entropy), device=device))
         log_alpha = torch.tensor(math.log(alpha_init), device=device)
+        if num_seeds > 1:  # per seed: seed k's slice of every state is a single-seed loss's
+            low, high = low.expand(num_seeds, -1).clone(), high.expand(num_seeds, -1).clone()
+            log_alpha = log_alpha.expand(num_seeds).clone()
+        self.register_buffer("action_low", low.to(device))
+        self.register_buffer("action_high", high.to(device))
+        self.register_buffer("target_entropy", torch.tensor(float(target_entropy), device=device))
         if fixed_alpha:
             self.register_buffer("log_alpha", log_alpha)
         else:
@@ -268,6 +304,32 @@ class COMBOLoss(LossModule):
         ):
             raise ValueError("action spec bounds must be finite with high > low.")
         return low, high
+
+    def _convert_seed_critics(self, network: TensorDictModule, num_nets: int) -> None:
+        """K > 1: ``qvalue_network_params`` ``[K, num_nets, ...]`` (seed-major like every
+        stacked state) and their target copies. Seed k's critics start as a single-seed loss's
+        do (TorchRL's ``convert_to_functional``: each parameter redrawn uniformly between the min
+        and max of the network's, buffers repeated), drawn in parameter order from its generator.
+        """
+        self.convert_to_functional(network, "qvalue_network", create_target_params=True)
+        K = self.num_seeds
+
+        def seed_major(t: Tensor) -> Tensor:
+            if not isinstance(t, nn.Parameter):
+                return t.unsqueeze(1).expand(K, num_nets, *t.shape[1:]).clone()
+            drawn = [
+                torch.empty(
+                    num_nets, *p.shape, dtype=p.dtype, device=p.device if g is None else g.device
+                ).uniform_(p.min().item(), p.max().item(), generator=g)
+                for p, g in zip(t.detach(), self.generators)
+            ]
+            return nn.Parameter(torch.stack(drawn).to(t.device))
+
+        params = TensorDict.from_module(network, as_module=True).apply(
+            seed_major, batch_size=[K, num_nets]
+        )
+        self.qvalue_network_params = TensorDictParams(params, no_convert=True)
+        self.target_qvalue_network_params = TensorDictParams(params.data.clone(), no_convert=True)
 
     # ------------------------------------------------------------------ TorchRL plumbing
     def make_value_estimator(
@@ -323,8 +385,61 @@ class COMBOLoss(LossModule):
 
     @property
     def alpha(self) -> Tensor:
-        """Current entropy temperature α (detached)."""
+        """Current entropy temperature α (detached; ``[K]`` with K seeds)."""
         return self.log_alpha.detach().exp()
+
+    # ------------------------------------------------------------------ stacked seeds
+    def _rows(self, x: Tensor, n: int) -> Tensor:
+        """A per-seed ``[K, ...]`` value on each row of an ``[n]`` seed-major batch (K = 1:
+        ``x``)."""
+        return x if self.num_seeds == 1 else x.repeat_interleave(n // self.num_seeds, 0)
+
+    def _per_seed(self, x: Tensor) -> Tensor:
+        """``x`` with its (last, seed-major) batch dim split into a leading seed dim:
+        ``[K, ..., B]`` (K = 1: ``x``)."""
+        if self.num_seeds == 1:
+            return x
+        return x.unflatten(-1, (self.num_seeds, -1)).movedim(-2, 0)
+
+    def _draw(
+        self, sample: Callable[..., Tensor], shape: Sequence[int], dim: int, like: Tensor
+    ) -> Tensor:
+        """``sample(shape)`` (``torch.rand`` / ``torch.randn``) in ``like``'s dtype and device;
+        with K > 1 seed k's share of the seed-major ``dim`` is drawn from its generator."""
+        if self.num_seeds == 1:
+            return sample(tuple(shape), dtype=like.dtype, device=like.device)
+        part = list(shape)
+        part[dim] //= self.num_seeds
+        draws = []
+        for g in self.generators:
+            device = like.device if g is None else g.device
+            draws.append(sample(part, generator=g, dtype=like.dtype, device=device))
+        return torch.cat(draws, dim).to(like.device)
+
+    def _seed_rsample(self, dist: Distribution, shape: torch.Size) -> tuple[Tensor, Tensor]:
+        """K > 1: reparameterised tanh-Gaussian actions and log-densities, the Gaussian noise
+        drawn per seed (:meth:`_draw`): ``u = loc + ε·scale``, then the distribution's
+        transforms, log π = log N(u) − Σ log|det J|."""
+        base = getattr(dist, "base_dist", None)
+        if not (
+            isinstance(dist, TransformedDistribution)
+            and isinstance(base, Independent)
+            and isinstance(base.base_dist, Normal)
+            and len(dist.event_shape) == 1
+        ):
+            raise TypeError(
+                "COMBOLoss with num_seeds > 1 needs a tanh-Gaussian actor (TanhNormal over a "
+                f"vector action), got {type(dist).__name__}."
+            )
+        normal = base.base_dist
+        noise = self._draw(torch.randn, (*shape, *normal.loc.shape), len(shape), normal.loc)
+        x = normal.loc + noise * normal.scale
+        log_prob = base.log_prob(x)
+        for transform in dist.transforms:
+            y = transform(x)
+            log_prob = log_prob - transform.log_abs_det_jacobian(x, y).sum(-1)
+            x = y
+        return x, log_prob
 
     # ------------------------------------------------------------------ networks
     def _dist(self, observation: Tensor, params: TensorDictBase):
@@ -338,6 +453,8 @@ class COMBOLoss(LossModule):
         """Reparameterised actions and their log-densities; leading sample dim if requested."""
         dist = self._dist(observation, params)
         shape = torch.Size([] if num_samples is None else [num_samples])
+        if self.num_seeds > 1:
+            return self._seed_rsample(dist, shape)
         if hasattr(dist, "rsample_and_log_prob"):
             return dist.rsample_and_log_prob(shape)
         action = dist.rsample(shape)
@@ -355,7 +472,8 @@ class COMBOLoss(LossModule):
             with p.to_module(net):
                 return net(td_in).get(k.state_action_value)
 
-        q = torch.vmap(one, (None, 0))(td, params)
+        # The critics' dim: 0, or 1 behind the seed dim of K stacked seeds ([K, critics, ...]).
+        q = torch.vmap(one, (None, 0 if self.num_seeds == 1 else 1))(td, params)
         return q.reshape(q.shape[0], *batch)
 
     # ------------------------------------------------------------------ regulariser
@@ -371,9 +489,11 @@ class COMBOLoss(LossModule):
         """
         n, m = observation.shape[0], self.num_random
         low, high = self.action_low.to(observation.dtype), self.action_high.to(observation.dtype)
-        uniform = torch.rand(n, m, low.numel(), device=observation.device, dtype=low.dtype)
+        if self.num_seeds > 1:  # seed k's box on its rows: [N, 1, |A|]
+            low, high = self._rows(low, n).unsqueeze(1), self._rows(high, n).unsqueeze(1)
+        uniform = self._draw(torch.rand, (n, m, low.shape[-1]), 0, low)
         uniform = low + (high - low) * uniform
-        log_uniform = (-(high - low).log().sum()).expand(n, m)
+        log_uniform = (-(high - low).log().sum(-1)).expand(n, m)
         params = self.actor_network_params.detach()
         a_s, lp_s = self._sample_policy(observation, params, m)  # [M, N, A], [M, N]
         a_n, lp_n = self._sample_policy(next_observation, params, m)
@@ -416,7 +536,11 @@ class COMBOLoss(LossModule):
         if sub.batch_size[0] == 0:
             raise ValueError(f"COMBOLoss: {name} is empty; both batches need B >= 1.")
         b = sub.batch_size[0]
-        act_dim = self.action_low.numel()
+        if b % self.num_seeds:
+            raise ValueError(
+                f"COMBOLoss: {name} has {b} rows, not num_seeds={self.num_seeds} equal seed parts."
+            )
+        act_dim = self.action_low.shape[-1]
         for req, dim in (
             (k.observation, obs_dim),
             (("next", k.observation), obs_dim),
@@ -457,16 +581,17 @@ class COMBOLoss(LossModule):
         return env_td, model_td
 
     def _mixed(self, env_td: TensorDictBase, model_td: TensorDictBase) -> dict[str, Tensor]:
-        """Concatenate the two batches (env rows first) and build the mixture weights."""
-        k = self.tensor_keys
-        n_env, n_model = env_td.batch_size[0], model_td.batch_size[0]
+        """Concatenate the two batches (env rows first; per seed, seed-major) and build the
+        mixture weights."""
+        k, K = self.tensor_keys, self.num_seeds
+        n_env, n_model = env_td.batch_size[0] // K, model_td.batch_size[0] // K  # per seed
         n = n_env + n_model
 
         def cat(key: NestedKey, shape_1: bool = False) -> Tensor:
             parts = [env_td.get(key), model_td.get(key)]
             if shape_1:
                 parts = [p.reshape(-1, 1) for p in parts]
-            return torch.cat(parts, 0)
+            return torch.cat([p.unflatten(0, (K, -1)) for p in parts], 1).flatten(0, 1)
 
         obs = cat(k.observation)
         dtype, device = obs.dtype, obs.device
@@ -489,8 +614,8 @@ class COMBOLoss(LossModule):
             "next_observation": cat(("next", k.observation)),
             "reward": cat(("next", k.reward), True).to(dtype),
             "terminated": cat(("next", k.terminated), True).bool(),
-            "weight": weight,
-            "data_weight": data_weight,
+            "weight": weight.repeat(K),
+            "data_weight": data_weight.repeat(K),
         }
 
     # ------------------------------------------------------------------ forward
@@ -526,10 +651,11 @@ class COMBOLoss(LossModule):
         weight, data_weight = batch["weight"], batch["data_weight"]
         n = obs.shape[0]
         alpha = self.alpha.to(obs.dtype)
+        alpha_rows = self._rows(alpha, n)
         critic_params = self.qvalue_network_params
 
         # ---- critic: Bellman term on d_f (Eq. 2, second term).
-        target = self._bellman_target(batch, alpha).reshape(n)
+        target = self._bellman_target(batch, alpha_rows).reshape(n)
         reg_actions, reg_log_density = self.sample_regularizer_actions(
             obs, batch["next_observation"]
         )
@@ -549,34 +675,34 @@ class COMBOLoss(LossModule):
         # ---- actor (Eq. 3, SAC form) on the states of d_f; critics frozen.
         action_pi, log_prob = self._sample_policy(obs, self.actor_network_params)
         q_pi = self._q(obs, action_pi, critic_params.detach()).min(0).values
-        actor_per_sample = weight * (alpha * log_prob - q_pi)
+        actor_per_sample = weight * (alpha_rows * log_prob - q_pi)
 
         # ---- temperature.
         if self.fixed_alpha:
             alpha_per_sample = torch.zeros_like(log_prob)
         else:
             alpha_per_sample = weight * (
-                -self.log_alpha * (log_prob.detach() + self.target_entropy)
+                -self._rows(self.log_alpha, n) * (log_prob.detach() + self.target_entropy)
             )
 
-        red = self.reduction
-        with torch.no_grad():
-            lse_term = (weight * lse).mean(1).mean(0)
-            data_term = (data_weight * q_data).mean(1).mean(0)
+        red, K = self.reduction, self.num_seeds
+        with torch.no_grad():  # means over the batch (per seed: self._per_seed) and the critics
+            lse_term = self._per_seed(weight * lse).mean(-1).mean(-1)
+            data_term = self._per_seed(data_weight * q_data).mean(-1).mean(-1)
             diagnostics = {
                 "alpha": alpha,
-                "entropy": -(weight * log_prob).mean(),
+                "entropy": -self._per_seed(weight * log_prob).mean(-1),
                 "conservative_gap": lse_term - data_term,
-                "q_mean": (weight * q_data).mean(),
+                "q_mean": self._per_seed(weight * q_data).flatten(-2).mean(-1),
                 "logsumexp_term": lse_term,
                 "dataset_term": data_term,
-                "critic_bellman": (weight * bellman).mean(),
+                "critic_bellman": self._per_seed(weight * bellman).flatten(-2).mean(-1),
             }
         return TensorDict(
             {
-                "loss_actor": reduce_loss(actor_per_sample, red),
-                "loss_qvalue": reduce_loss(qvalue_per_sample, red),
-                "loss_alpha": reduce_loss(alpha_per_sample, red),
+                "loss_actor": reduce_loss(actor_per_sample, red, K),
+                "loss_qvalue": reduce_loss(qvalue_per_sample, red, K),
+                "loss_alpha": reduce_loss(alpha_per_sample, red, K),
                 **diagnostics,
             },
             batch_size=[],

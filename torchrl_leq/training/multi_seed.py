@@ -10,12 +10,13 @@
   is a saved copy of those global states, swapped in (:meth:`SeedStreams.use`) around seed k's
   draws and passed as a ``torch.Generator`` to the stacked model env. Each seed therefore sees
   the same random numbers in the same order as its single-seed run.
-* LEQ stacks the seeds (:func:`~torchrl_leq.modules.seed_batched.stack_seed_modules`, a
-  ``[K*B]`` batch, ``LEQLoss(num_seeds=K)``): one update trains all K, each seed's parameters
-  get exactly its own gradient. :class:`MultiSeedTrainer` runs that update and hands every
-  seed's slice of the outputs to a per-seed :class:`~torchrl_leq.training.trainer.OfflineTrainer`
-  (logging, evaluation, checkpoints, resume, final evaluation).
-* Algorithms that do not stack (COMBO, IQL, CQL, BC: TorchRL's losses are not written for a
+* LEQ and COMBO stack the seeds (:func:`~torchrl_leq.modules.seed_batched.stack_seed_modules`,
+  a ``[K*B]`` batch, ``LEQLoss(num_seeds=K)`` / ``COMBOLoss(num_seeds=K)``): one update trains
+  all K, each seed's parameters get exactly its own gradient. :class:`MultiSeedTrainer` runs
+  that update and hands every seed's slice of the outputs to a per-seed
+  :class:`~torchrl_leq.training.trainer.OfflineTrainer` (logging, evaluation, checkpoints,
+  resume, final evaluation).
+* Algorithms that do not stack (IQL, CQL, BC: TorchRL's losses are not written for a
   seed dimension) run their seeds one after another in the same process
   (:func:`run_seeds`); hydra launchers (``hydra/launcher=joblib``) run them in parallel.
 
@@ -167,7 +168,9 @@ class SeedSlice:
 class OptimizerSlice:
     """Seed k's part of an optimiser over stacked parameters (per-seed moments ``[k]``; shared
     scalars such as Adam's ``step`` as they are). Loading is collected across the K slices
-    and applied at once by :meth:`apply_loaded` (the optimiser may hold no state yet)."""
+    and applied at once by :meth:`apply_loaded` (the optimiser may hold no state yet): every
+    tensor but ``step`` (the one entry torch's optimisers do not shape like their parameter)
+    is stacked, also the 0-dim moments of a per-seed scalar such as COMBO's ``log_alpha``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, k: int, num_seeds: int) -> None:
         self.optimizer, self.k, self.num_seeds = optimizer, k, num_seeds
@@ -200,7 +203,7 @@ class OptimizerSlice:
         for idx, entry in first["state"].items():
             state[idx] = {
                 name: torch.stack([x["state"][idx][name] for x in loaded])
-                if torch.is_tensor(v) and v.dim() > 0
+                if torch.is_tensor(v) and name != "step"
                 else v
                 for name, v in entry.items()
             }
