@@ -15,23 +15,18 @@ features) reuses this script's D_env, world model and evaluation.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import hydra
 import torch
 from omegaconf import DictConfig
-from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.data import TensorDictReplayBuffer
 from torchrl.objectives import SoftUpdate
 
 from torchrl_leq.data import data_root, make_replay_buffer
-from torchrl_leq.data.pixels import evaluate_rendered, render_pointmaze_dataset
-from torchrl_leq.data.vd4rl import read_vd4rl
 from torchrl_leq.envs.latent_env import (
     LatentModelEnv,
     LatentPolicy,
@@ -56,6 +51,7 @@ from torchrl_leq.training.checkpoint import GeneratorState
 from torchrl_leq.training.checks import PIXEL_RULES, check_config
 from torchrl_leq.training.cli import run_example
 from torchrl_leq.training.config import seed_everything
+from torchrl_leq.training.pixel_data import load_pixel_sequences, make_rendered_evaluator
 from torchrl_leq.training.rssm import cached_rssm
 from torchrl_leq.training.trainer import OfflineTrainer, PeriodicHook
 
@@ -66,8 +62,6 @@ SUMMARY_KEYS = (
     "data_s", "world_model_s", "encode_s", "leq_s", "leq_step_s",
 )
 """What the pixel scripts report besides the scores (in their JSON line)."""
-EVAL_SEED_OFFSET = 1000
-"""Evaluation episodes are seeded ``1000 + seed + ...``, apart from the data's seeds."""
 
 
 class PixelData(NamedTuple):
@@ -78,20 +72,6 @@ class PixelData(NamedTuple):
     buffer: TensorDictReplayBuffer  # D_env as transitions between features
     rssm_info: dict[str, Any]  # cached_rssm's info: path, cached, training log
     timings: dict[str, float]  # seconds: data_s, world_model_s, encode_s
-
-
-def load_pixel_sequences(cfg: DictConfig) -> tuple[TensorDict, str]:
-    """D_env as pixel sequences (V-D4RL layout) and a description for the cache key."""
-    data = cfg.data
-    if data.source == "vd4rl":
-        path = Path(str(data.path)).expanduser()
-    else:  # rendered_pointmaze: the generated dataset, rendered once and cached
-        path = render_pointmaze_dataset(data.task, data.steps, data.seed, root=data.root,
-                                        episode_length=data.episode_length, progress=cfg.progress,
-                                        ball_radius=data.ball_radius, view=data.view)
-    seq = read_vd4rl(path)
-    seq["reward"] = seq["reward"] + float(data.reward_shift)
-    return seq, f"{data.source}:{path}:shift={data.reward_shift}"
 
 
 def make_pixel_data(cfg: DictConfig) -> PixelData:
@@ -145,20 +125,7 @@ def make_pixel_evaluator(
 ) -> Callable[[int, int], dict[str, float]]:
     """``(episodes, seed) -> scores`` in the rendered maze: the RSSM posterior filters the
     frames, ``actor`` acts on its features. V-D4RL: NaN (no DMC renderer on this machine)."""
-    policy = LatentPolicy(rssm, actor)
-
-    def evaluate(episodes: int, seed: int) -> dict[str, float]:
-        if cfg.data.source != "rendered_pointmaze":
-            return {"normalized_score": math.nan, "success_rate": math.nan,
-                    "mean_return": math.nan}
-        res = evaluate_rendered(policy, cfg.task, episodes, EVAL_SEED_OFFSET + seed,
-                                max_steps=cfg.train.max_eval_steps,
-                                ball_radius=cfg.data.ball_radius, view=cfg.data.view)
-        rate = res["success_rate"]
-        return {"normalized_score": 100.0 * rate, "success_rate": rate,
-                "mean_return": sum(res["returns"]) / len(res["returns"])}
-
-    return evaluate
+    return make_rendered_evaluator(cfg, LatentPolicy(rssm, actor))
 
 
 def train_timed(trainer: OfflineTrainer, data: PixelData, total_steps: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def test_smoke_run_prints_the_summary_line(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["algo"] == "clap" and summary["task"] == "pointmaze-umaze"
     assert math.isfinite(summary["last_score"])
+    assert math.isfinite(summary["clap_model_holdout_loss"]) and not summary["clap_model_cached"]
     assert (tmp_path / "clap" / "metrics.csv").stat().st_size > 0
 
 
