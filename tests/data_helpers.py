@@ -58,6 +58,22 @@ class LinearModelEnv:
         return torch.stack(steps, dim=len(tensordict.batch_size))
 
 
+def random_transitions(b: int, obs: int, act: int, gen: torch.Generator) -> TensorDict:
+    """``b`` random transitions (normal observations, actions in [-1, 1], 20 % terminal)."""
+    return TensorDict(
+        {
+            "observation": torch.randn(b, obs, generator=gen),
+            "action": torch.rand(b, act, generator=gen) * 2 - 1,
+            "next": {
+                "observation": torch.randn(b, obs, generator=gen),
+                "reward": torch.randn(b, 1, generator=gen),
+                "terminated": torch.rand(b, 1, generator=gen) < 0.2,
+            },
+        },
+        [b],
+    )
+
+
 def write_d4rl_file(path: Path, data: dict[str, np.ndarray]) -> Path:
     """Write ``data`` (D4RL key → array) to an HDF5 file."""
     with h5py.File(path, "w") as f:

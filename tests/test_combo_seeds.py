@@ -16,6 +16,7 @@ import csv
 
 import pytest
 import torch
+from data_helpers import random_transitions
 from script_loader import example_config, load_example
 from tensordict import TensorDict
 from torchrl.data import Bounded
@@ -32,18 +33,7 @@ PARAM_ATOL = 1e-5
 
 
 def _transitions(b, gen):
-    return TensorDict(
-        {
-            "observation": torch.randn(b, OBS, generator=gen),
-            "action": torch.rand(b, ACT, generator=gen) * 2 - 1,
-            "next": {
-                "observation": torch.randn(b, OBS, generator=gen),
-                "reward": torch.randn(b, 1, generator=gen),
-                "terminated": torch.rand(b, 1, generator=gen) < 0.2,
-            },
-        },
-        [b],
-    )
+    return random_transitions(b, OBS, ACT, gen)
 
 
 def _batch(k):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_helpers import random_transitions
 from script_loader import example_config, load_example
 from tensordict import TensorDict
 
@@ -38,18 +39,7 @@ PARAM_ATOL = 2e-4
 
 def _batch(seed):
     gen = torch.Generator().manual_seed(seed)
-    env = TensorDict(
-        {
-            "observation": torch.randn(B, OBS, generator=gen),
-            "action": torch.rand(B, ACT, generator=gen) * 2 - 1,
-            "next": {
-                "observation": torch.randn(B, OBS, generator=gen),
-                "reward": torch.randn(B, 1, generator=gen),
-                "terminated": torch.rand(B, 1, generator=gen) < 0.2,
-            },
-        },
-        [B],
-    )
+    env = random_transitions(B, OBS, ACT, gen)
     model = TensorDict({"observation": torch.randn(B, OBS, generator=gen)}, [B])
     return TensorDict({"env": env, "model": model}, [])
 
