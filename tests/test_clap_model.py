@@ -217,3 +217,30 @@ def test_sequences_from_transitions_round_trip():
     torch.testing.assert_close(seq["reward"][nxt], td["next", "reward"][:, 0])
     assert seq["is_terminal"][nxt].tolist() == td["next", "terminated"][:, 0].tolist()
     assert seq["is_first"].sum() == 3 and seq["is_last"].sum() == 3
+
+
+def test_train_clap_model_checkpoint_resume_is_exact(tmp_path):
+    from torchrl_leq.training.clap import train_clap_model
+
+    n = 60
+    gen = torch.Generator().manual_seed(3)
+    seq = TensorDict({"observation": torch.randn(n, 3, generator=gen),
+                      "action": torch.rand(n, 2, generator=gen) * 2 - 1,
+                      "reward": torch.randn(n, generator=gen),
+                      "is_first": torch.arange(n) % 15 == 0,
+                      "is_terminal": torch.zeros(n, dtype=torch.bool),
+                      "episode": torch.arange(n) // 15}, [n])
+    kw = dict(steps_per_epoch=3, batch_size=2, seq_len=5, holdout_fraction=0.25, progress=False)
+    torch.manual_seed(0)
+    straight = tiny_model()
+    log_a = train_clap_model(straight, seq, epochs=3, **kw)
+    ckpt = tmp_path / "clap.ckpt"
+    torch.manual_seed(0)
+    train_clap_model(tiny_model(), seq, epochs=2, checkpoint_path=ckpt, **kw)  # "killed" here
+    torch.manual_seed(123)  # a rerun's global RNG: restored from the checkpoint
+    resumed = tiny_model(seed=5)
+    log_b = train_clap_model(resumed, seq, epochs=3, checkpoint_path=ckpt, **kw)
+    assert log_b["holdout_loss"] == log_a["holdout_loss"]
+    assert log_b["train_loss"] == log_a["train_loss"]
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

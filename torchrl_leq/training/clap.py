@@ -28,22 +28,23 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 from torchrl.data import TensorDictReplayBuffer
-from tqdm.auto import tqdm
 
 from torchrl_leq.data.buffers import make_replay_buffer
 from torchrl_leq.modules.latent_action_model import LatentActionModel
 from torchrl_leq.objectives.clap_model_loss import CLAPModelLoss
-from torchrl_leq.training.rssm import sample_sequences, split_episodes
+from torchrl_leq.training.sequence_fit import (
+    cache_path,
+    fit_sequence_model,
+    split_episodes,
+)
+from torchrl_leq.training.sequence_fit import holdout_windows as _holdout_windows
 
 __all__ = [
     "train_clap_model",
@@ -55,10 +56,6 @@ __all__ = [
 ]
 
 _KEYS = ("action", "reward", "is_first", "is_terminal")
-
-
-def _total(out: TensorDictBase) -> torch.Tensor:
-    return sum(v for k, v in out.items() if k.startswith("loss_"))
 
 
 def train_clap_model(
@@ -75,6 +72,7 @@ def train_clap_model(
     holdout_windows: int = 32,
     observation_key: str = "observation",
     loss_kwargs: dict[str, Any] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, list[float]]:
@@ -82,7 +80,8 @@ def train_clap_model(
     ``holdout_loss``, ``holdout_elbo``, ``holdout_action_mae``, ``epoch_seconds``.
 
     Table 2 defaults: batch 64 windows of 50 steps, lr 3e-4. The best-holdout weights are
-    restored at the end.
+    restored at the end; with ``checkpoint_path`` every epoch is saved and a rerun resumes
+    (:func:`~torchrl_leq.training.sequence_fit.fit_sequence_model`).
     """
     keys = (observation_key, *_KEYS)
     missing = [k for k in (*keys, "episode") if k not in sequences.keys()]
@@ -93,43 +92,17 @@ def train_clap_model(
     for name, part in (("training", train), ("holdout", hold)):
         if part.shape[0] < seq_len:
             raise ValueError(f"{name} data has {part.shape[0]} rows, fewer than seq_len={seq_len}")
-    hold_starts = torch.arange(0, hold.shape[0] - seq_len + 1, seq_len)[:holdout_windows]
-    hold_batch = sample_sequences(hold, hold_starts, seq_len)
     loss_fn = CLAPModelLoss(model, **(loss_kwargs or {}))
     if observation_key != "observation":
         loss_fn.set_keys(observation=observation_key)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    log: dict[str, list[float]] = {k: [] for k in (
-        "train_loss", "holdout_loss", "holdout_elbo", "holdout_action_mae", "epoch_seconds")}
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
-    for _ in tqdm(range(epochs), desc="C-LAP model", unit="epoch", disable=not progress):
-        began = time.perf_counter()
-        model.train()
-        total = 0.0
-        for _ in range(steps_per_epoch):
-            starts = torch.randint(0, train.shape[0] - seq_len + 1, (batch_size,), generator=gen)
-            loss = _total(loss_fn(sample_sequences(train, starts, seq_len)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            total += float(loss.detach())
-        model.eval()
-        with torch.no_grad():
-            out = loss_fn(hold_batch)
-        hold_loss = float(_total(out))
-        log["train_loss"].append(total / max(steps_per_epoch, 1))
-        log["holdout_loss"].append(hold_loss)
-        log["holdout_elbo"].append(float(out["elbo"]))
-        log["holdout_action_mae"].append(float(out["action_mae"]))
-        log["epoch_seconds"].append(time.perf_counter() - began)
-        if best is None or hold_loss < best[0]:
-            best = (hold_loss, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    return log
+    return fit_sequence_model(
+        model, loss_fn, train, _holdout_windows(hold, seq_len, holdout_windows),
+        torch.optim.Adam(model.parameters(), lr=lr), epochs=epochs,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, seq_len=seq_len,
+        grad_clip=grad_clip, seed=seed, checkpoint_path=checkpoint_path, desc="C-LAP model",
+        progress=progress,
+        holdout_metrics={"holdout_elbo": "elbo", "holdout_action_mae": "action_mae"},
+    )
 
 
 def save_clap_model(path: str | os.PathLike, model: LatentActionModel) -> None:
@@ -173,15 +146,15 @@ def cached_clap_model(
     """Train a model on ``sequences`` or load it from ``cache_dir/clap-<hash>.pt`` (hash of
     ``description``, the data size and both kwargs). Returns ``(model, info)`` with
     ``info["path"]``, ``info["cached"]`` and, when trained here, ``info["log"]``."""
-    payload = {"data": description, "n": int(sequences.shape[0]), "model": model_kwargs,
-               "train": train_kwargs}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-    path = Path(cache_dir) / f"clap-{key[:16]}.pt"
+    path = cache_path(cache_dir, "clap", {"data": description, "n": int(sequences.shape[0]),
+                                          "model": model_kwargs, "train": train_kwargs})
     if cache and path.is_file():
         return load_clap_model(path), {"path": str(path), "cached": True}
     torch.manual_seed(int(train_kwargs.get("seed", 0)))
     model = LatentActionModel(**model_kwargs)
-    log = train_clap_model(model, sequences, progress=progress, **train_kwargs)
+    ckpt = path.with_suffix(".ckpt") if cache else None
+    log = train_clap_model(model, sequences, checkpoint_path=ckpt, progress=progress,
+                           **train_kwargs)
     if cache:
         save_clap_model(path, model)
     return model, {"path": str(path), "cached": False, "log": log}

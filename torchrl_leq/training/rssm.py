@@ -28,19 +28,22 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tqdm.auto import tqdm
 
 from torchrl_leq.modules.rssm import RSSM
 from torchrl_leq.objectives.rssm_loss import RSSMLoss
+from torchrl_leq.training.sequence_fit import (
+    cache_path,
+    fit_sequence_model,
+    sample_sequences,
+    split_episodes,
+)
+from torchrl_leq.training.sequence_fit import holdout_windows as _holdout_windows
 
 __all__ = [
     "sample_sequences",
@@ -52,56 +55,6 @@ __all__ = [
 ]
 
 _KEYS = ("pixels", "action", "reward", "is_first", "is_terminal")
-
-
-def sample_sequences(
-    data: TensorDictBase, starts: torch.Tensor, seq_len: int
-) -> TensorDictBase:
-    """Windows ``data[s : s + seq_len]`` for each start ``s`` → ``[len(starts), seq_len]``;
-    the first row of every window is marked ``is_first`` (no state from before it).
-
-    Example:
-        >>> from tensordict import TensorDict
-        >>> td = TensorDict({"x": torch.arange(6), "is_first": torch.zeros(6, dtype=torch.bool)},
-        ...                 [6])
-        >>> w = sample_sequences(td, torch.tensor([0, 3]), 2)
-        >>> w["x"].tolist(), w["is_first"].tolist()
-        ([[0, 1], [3, 4]], [[True, False], [True, False]])
-    """
-    idx = starts.reshape(-1, 1) + torch.arange(seq_len).reshape(1, -1)
-    windows = data[idx.reshape(-1)].reshape(len(starts), seq_len)
-    first = windows.get("is_first").clone()
-    first[:, 0] = True
-    windows.set("is_first", first)
-    return windows
-
-
-def split_episodes(
-    data: TensorDictBase, holdout_fraction: float
-) -> tuple[TensorDictBase, TensorDictBase]:
-    """(train, holdout): the last ``holdout_fraction`` of the episodes (≥ 1, and ≥ 1 left to
-    train on) are held out; needs an ``episode`` key.
-
-    Example:
-        >>> from tensordict import TensorDict
-        >>> td = TensorDict({"episode": torch.tensor([0, 0, 1, 1, 2])}, [5])
-        >>> [t["episode"].tolist() for t in split_episodes(td, 0.2)]
-        [[0, 0, 1, 1], [2]]
-    """
-    episodes = torch.unique(data["episode"])
-    if len(episodes) < 2:
-        raise ValueError("need at least 2 episodes to hold one out for the holdout loss")
-    n_hold = min(len(episodes) - 1, max(1, int(round(holdout_fraction * len(episodes)))))
-    held = torch.isin(data["episode"], episodes[-n_hold:])
-    return data[~held], data[held]
-
-
-def _holdout_batch(data: TensorDictBase, seq_len: int, max_windows: int) -> TensorDictBase:
-    n = data.shape[0]
-    if n < seq_len:
-        raise ValueError(f"holdout has {n} rows, fewer than seq_len={seq_len}")
-    starts = torch.arange(0, n - seq_len + 1, seq_len)[:max_windows]
-    return sample_sequences(data.select(*_KEYS), starts, seq_len)
 
 
 def train_rssm(
@@ -134,59 +87,15 @@ def train_rssm(
     train = train.select(*_KEYS)
     if train.shape[0] < seq_len:
         raise ValueError(f"training data has {train.shape[0]} rows, fewer than seq_len={seq_len}")
-    hold_batch = _holdout_batch(hold, seq_len, holdout_windows)
-    loss_fn = RSSMLoss(model, **(loss_kwargs or {}))
-    opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
-    gen = torch.Generator().manual_seed(seed)
-    log: dict[str, list[float]] = {k: [] for k in (
-        "train_loss", "holdout_loss", "holdout_image_mse", "holdout_kl", "epoch_seconds")}
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
-    start_epoch = 0
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        log, start_epoch = state["log"], state["epoch"]
-        best = (state["best_loss"], state["best_model"])
-    bar = tqdm(range(start_epoch, epochs), desc="RSSM", unit="epoch", disable=not progress)
-    for epoch in bar:
-        began = time.perf_counter()
-        model.train()
-        total = 0.0
-        for _ in range(steps_per_epoch):
-            starts = torch.randint(0, train.shape[0] - seq_len + 1, (batch_size,), generator=gen)
-            out = loss_fn(sample_sequences(train, starts, seq_len))
-            loss = sum(v for k, v in out.items() if k.startswith("loss_"))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            total += float(loss.detach())
-        model.eval()
-        with torch.no_grad():
-            out = loss_fn(hold_batch)
-        hold_loss = float(sum(v for k, v in out.items() if k.startswith("loss_")))
-        log["train_loss"].append(total / steps_per_epoch)
-        log["holdout_loss"].append(hold_loss)
-        log["holdout_image_mse"].append(float(out["image_mse"]))
-        log["holdout_kl"].append(float(out["kl"]))
-        log["epoch_seconds"].append(time.perf_counter() - began)
-        if best is None or hold_loss < best[0]:
-            best = (hold_loss, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        bar.set_postfix(train=f"{log['train_loss'][-1]:.1f}", holdout=f"{hold_loss:.1f}")
-        if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_name(f".{ckpt.name}.tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(), "log": log, "epoch": epoch + 1,
-                        "best_loss": best[0], "best_model": best[1]}, tmp)
-            os.replace(tmp, ckpt)
-    if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    return log
+    hold_batch = _holdout_windows(hold.select(*_KEYS), seq_len, holdout_windows)
+    return fit_sequence_model(
+        model, RSSMLoss(model, **(loss_kwargs or {})), train, hold_batch,
+        torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8), epochs=epochs,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, seq_len=seq_len,
+        grad_clip=grad_clip, seed=seed, checkpoint_path=checkpoint_path, desc="RSSM",
+        progress=progress,
+        holdout_metrics={"holdout_image_mse": "image_mse", "holdout_kl": "kl"},
+    )
 
 
 def save_rssm(path: str | os.PathLike, model: RSSM) -> None:
@@ -237,10 +146,8 @@ def cached_rssm(
         >>> model, info = cached_rssm(data, "umaze 30k", {"action_dim": 2}, {"epochs": 1},
         ...                           "/tmp/wm")  # doctest: +SKIP
     """
-    payload = {"data": description, "n": int(sequences.shape[0]), "model": model_kwargs,
-               "train": train_kwargs}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-    path = Path(cache_dir) / f"rssm-{key[:16]}.pt"
+    path = cache_path(cache_dir, "rssm", {"data": description, "n": int(sequences.shape[0]),
+                                          "model": model_kwargs, "train": train_kwargs})
     if cache and path.is_file():
         return load_rssm(path), {"path": str(path), "cached": True}
     model = RSSM(**model_kwargs)
