@@ -145,13 +145,15 @@ def test_rollout_gradients_reach_the_actor_and_match_finite_differences():
     torch.testing.assert_close(grad[:, cols], fd[:, cols], rtol=1e-5, atol=1e-7)
 
 
-def leq_batch(model: RSSM, b: int = 6) -> TensorDict:
+def leq_batch(model: RSSM, b: int = 6, seed: int = 0) -> TensorDict:
     return TensorDict({
         "env": TensorDict({
-            "observation": start_features(model, b, 1), "action": torch.rand(b, 2) * 2 - 1,
-            "next": {"observation": start_features(model, b, 2), "reward": torch.rand(b, 1),
+            "observation": start_features(model, b, 1 + 3 * seed),
+            "action": torch.rand(b, 2) * 2 - 1,
+            "next": {"observation": start_features(model, b, 2 + 3 * seed),
+                     "reward": torch.rand(b, 1),
                      "terminated": torch.zeros(b, 1, dtype=torch.bool)}}, [b]),
-        "model": TensorDict({"observation": start_features(model, b, 3)}, [b]),
+        "model": TensorDict({"observation": start_features(model, b, 3 + 3 * seed)}, [b]),
     }, [])
 
 
@@ -240,3 +242,53 @@ def test_latent_policy_filters_frames_like_observe():
         ref = model.observe(pixels_to_float(seq["pixels"]).unsqueeze(0), prev.unsqueeze(0),
                             torch.tensor([[True] + [False] * 4]), mode="argmax")["features"][0]
     torch.testing.assert_close(torch.cat(feats), ref)
+
+
+def imagined_return(env: LatentModelEnv, policy, starts: torch.Tensor, horizon: int) -> float:
+    """Mean undiscounted H-step return of ``policy`` imagined from ``starts`` (fixed noise)."""
+    env.set_seed(0)
+    td = env.reset(TensorDict({"observation": starts}, [starts.shape[0]]))
+    with torch.no_grad():
+        traj = env.rollout(horizon, policy, tensordict=td, auto_reset=False)
+    return float(traj["next", "reward"].sum(-2).mean())
+
+
+def test_leq_learns_to_raise_the_imagined_return_in_the_latent_env():
+    """Behaviour, not just gradients: on a latent env whose reward is a fixed linear function
+    of the next deterministic state (a hand-set reward head), 300 LEQ updates from imagined
+    rollouts turn an untrained actor into one whose imagined return beats random actions."""
+    model = tiny(deter_dim=8, prior_members=1)
+    f, horizon = model.feature_dim, 5
+    head = torch.nn.Linear(f, 1)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[0, : model.deter_dim] = torch.linspace(-0.5, 0.5, model.deter_dim)
+        head.bias.zero_()
+    model.reward_head = head  # reward symexp(w · h'): actions steer h' through the GRU
+    model.requires_grad_(False)
+    env = LatentModelEnv(model)
+    torch.manual_seed(2)
+    actor = make_deterministic_actor(f, 2, num_cells=(32, 32))
+    critic = make_qvalue_network(f, 2, num_cells=(32, 32))
+    loss = LEQLoss(actor, critic, env, horizon=horizon, beta=1.0, gamma=0.9)
+    opt_actor = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=3e-3)
+    opt_critic = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=3e-3)
+    starts = start_features(model, 256, seed=7)
+
+    class Random(torch.nn.Module):
+        def forward(self, td):
+            g = torch.Generator().manual_seed(1)
+            return td.set("action", torch.rand(*td.batch_size, 2, generator=g) * 2 - 1)
+
+    random_return = imagined_return(env, Random(), starts, horizon)
+    before = imagined_return(env, actor, starts, horizon)
+    for step in range(300):
+        out = loss(leq_batch(model, b=64, seed=step))
+        opt_actor.zero_grad()
+        opt_critic.zero_grad()
+        (out["loss_actor"] + out["loss_qvalue"]).backward()
+        opt_actor.step()
+        opt_critic.step()
+    after = imagined_return(env, actor, starts, horizon)
+    # measured: before 0.049, random 0.048, after 0.150 (3x)
+    assert after - max(before, random_return) > 0.05, (before, after, random_return)
