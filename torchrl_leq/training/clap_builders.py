@@ -107,8 +107,9 @@ def make_clap_model(
         model_kwargs["latent_action"] = False
     seed = int(run_seed if node.get("seed") is None else node["seed"])
     train_kwargs = {k: node[k] for k in TRAIN_KEYS if k in node} | {
-        "seed": seed, "observation_key": key,
-        "loss_kwargs": {k: node[k] for k in LOSS_KWARGS if k in node}}
+        "seed": seed, "loss_kwargs": {k: node[k] for k in LOSS_KWARGS if k in node}}
+    if key != "observation":  # (absent for vectors: the cache keys of vector models stay valid)
+        train_kwargs["observation_key"] = key
     return cached_clap_model(seq, data.description, model_kwargs, train_kwargs,
                              data_root() / "world_models", cache=bool(node.get("cache", True)),
                              progress=progress)
