@@ -104,14 +104,20 @@ def run_overrides(algo: str, task: str, seed: int, run_dir: Path, args) -> list[
     return over + ALGO_OVERRIDES.get(algo, [])
 
 
+DIVERGED = "diverged.txt"
+"""Written in a run's directory when its loss became non-finite: the run ended there (its
+error message inside), and the benchmark goes on with the next run."""
+
+
 def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) -> str:
-    """Run (or resume, or skip) one run; returns 'skipped' / 'done'."""
+    """Run (or resume, or skip) one run; returns 'skipped' / 'done' / 'diverged'."""
     run_dir = Path(args.out) / task / name / f"seed{seed}"
     metrics = run_dir / "metrics.csv"
-    if has_final_row(metrics):
+    if has_final_row(metrics) or (run_dir / DIVERGED).exists():
         print(f"[skip] {task}/{name}/seed{seed}: complete", flush=True)
         return "skipped"
     from torchrl_leq.training.config import compose_config, load_script
+    from torchrl_leq.training.trainer import NonFiniteLossError
 
     if not (run_dir / "checkpoint.pt").exists():
         # no checkpoint: start from scratch (drop rows of a run killed before its 1st checkpoint)
@@ -125,7 +131,12 @@ def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) 
     runner = load_script(REPO / "examples" / f"{script}.py").train
     print(f"[run ] {task}/{name}/seed{seed}: {' '.join(over)}", flush=True)
     start = time.time()
-    result = runner(cfg)
+    try:
+        result = runner(cfg)
+    except NonFiniteLossError as err:
+        (run_dir / DIVERGED).write_text(f"{err}\n")
+        print(f"[diverged] {task}/{name}/seed{seed}: {err}", flush=True)
+        return "diverged"
     wall = time.time() - start
     print(
         f"[done] {task}/{name}/seed{seed}: last={result['last_score']:.1f} "
@@ -255,6 +266,7 @@ def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
         run = read_run(path)
         if run is None:
             continue
+        run["diverged"] = (seed_dir / DIVERGED).exists()
         seed = int(seed_dir.name.removeprefix("seed"))
         found.setdefault(task_dir.name, {}).setdefault(name_dir.name, {})[seed] = run
     return found
@@ -272,7 +284,8 @@ def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
         running = [s for s in sorted(seeds) if not seeds[s]["complete"]]
         last = [seeds[s]["last"] for s in done]
         best = [seeds[s]["best"] for s in done]
-        inc = ", ".join(f"seed{s}" for s in running) or ""
+        inc = ", ".join(f"seed{s}" + (" (diverged)" if seeds[s].get("diverged") else "")
+                        for s in running) or ""
         lines.append(
             f"| {name} | {fmt(last)} | {fmt_ci(last)} | {fmt(best)} | {len(done)} | {inc} |"
         )

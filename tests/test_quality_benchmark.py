@@ -92,3 +92,25 @@ def test_logged_scalar_is_averaged_over_seeds_and_plotted(quality, tmp_path):
     text = quality.summarize(out, tmp_path / "RESULTS.md")
     assert (out / "pointmaze-medium_q_env_mean.png").exists()
     assert "results/pointmaze-medium_q_env_mean.png" in text
+
+
+def test_a_diverged_run_is_recorded_and_the_benchmark_goes_on(quality, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from torchrl_leq.training import config
+    from torchrl_leq.training.trainer import NonFiniteLossError
+
+    def diverge(cfg):
+        _write(tmp_path / "pointmaze-umaze" / "bc" / "seed0" / "metrics.csv",
+               ["1000,eval,10,20.0,0.2,0"])
+        raise NonFiniteLossError("non-finite loss_actor at step 1800")
+
+    monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=diverge))
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100)
+    assert quality.run_one("bc", "pointmaze-umaze", 0, "bc", [], args) == "diverged"
+    run_dir = tmp_path / "pointmaze-umaze" / "bc" / "seed0"
+    assert "step 1800" in (run_dir / quality.DIVERGED).read_text()
+    assert quality.run_one("bc", "pointmaze-umaze", 0, "bc", [], args) == "skipped"
+    runs = quality.collect(tmp_path)["pointmaze-umaze"]
+    row = quality.table(["bc"], runs)[-1]
+    assert row.endswith("| 0 | seed0 (diverged) |"), row
