@@ -39,12 +39,7 @@ from torchrl.data import TensorDictReplayBuffer
 from torchrl_leq.data.buffers import make_replay_buffer
 from torchrl_leq.modules.latent_action_model import LatentActionModel
 from torchrl_leq.objectives.clap_model_loss import CLAPModelLoss
-from torchrl_leq.training.sequence_fit import (
-    cache_path,
-    fit_sequence_model,
-    split_episodes,
-)
-from torchrl_leq.training.sequence_fit import holdout_windows as _holdout_windows
+from torchrl_leq.training.sequence_fit import cache_path, fit_sequence_model, train_and_holdout
 
 __all__ = [
     "train_clap_model",
@@ -83,20 +78,14 @@ def train_clap_model(
     restored at the end; with ``checkpoint_path`` every epoch is saved and a rerun resumes
     (:func:`~torchrl_leq.training.sequence_fit.fit_sequence_model`).
     """
-    keys = (observation_key, *_KEYS)
-    missing = [k for k in (*keys, "episode") if k not in sequences.keys()]
-    if missing:
-        raise ValueError(f"train_clap_model data lacks keys {missing}")
-    train, hold = split_episodes(sequences, holdout_fraction)
-    train, hold = train.select(*keys), hold.select(*keys)
-    for name, part in (("training", train), ("holdout", hold)):
-        if part.shape[0] < seq_len:
-            raise ValueError(f"{name} data has {part.shape[0]} rows, fewer than seq_len={seq_len}")
+    train, hold_batch = train_and_holdout(
+        sequences, (observation_key, *_KEYS), holdout_fraction=holdout_fraction,
+        seq_len=seq_len, max_windows=holdout_windows, caller="train_clap_model")
     loss_fn = CLAPModelLoss(model, **(loss_kwargs or {}))
     if observation_key != "observation":
         loss_fn.set_keys(observation=observation_key)
     return fit_sequence_model(
-        model, loss_fn, train, _holdout_windows(hold, seq_len, holdout_windows),
+        model, loss_fn, train, hold_batch,
         torch.optim.Adam(model.parameters(), lr=lr), epochs=epochs,
         steps_per_epoch=steps_per_epoch, batch_size=batch_size, seq_len=seq_len,
         grad_clip=grad_clip, seed=seed, checkpoint_path=checkpoint_path, desc="C-LAP model",

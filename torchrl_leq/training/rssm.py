@@ -42,8 +42,8 @@ from torchrl_leq.training.sequence_fit import (
     fit_sequence_model,
     sample_sequences,
     split_episodes,
+    train_and_holdout,
 )
-from torchrl_leq.training.sequence_fit import holdout_windows as _holdout_windows
 
 __all__ = [
     "sample_sequences",
@@ -80,14 +80,9 @@ def train_rssm(
 
     DreamerV3 defaults: batch 16 × 64 steps, Adam lr 1e-4 (ε 1e-8), gradient-norm clip 1000.
     """
-    missing = [k for k in (*_KEYS, "episode") if k not in data.keys()]
-    if missing:
-        raise ValueError(f"train_rssm data lacks keys {missing}")
-    train, hold = split_episodes(data, holdout_fraction)
-    train = train.select(*_KEYS)
-    if train.shape[0] < seq_len:
-        raise ValueError(f"training data has {train.shape[0]} rows, fewer than seq_len={seq_len}")
-    hold_batch = _holdout_windows(hold.select(*_KEYS), seq_len, holdout_windows)
+    train, hold_batch = train_and_holdout(
+        data, _KEYS, holdout_fraction=holdout_fraction, seq_len=seq_len,
+        max_windows=holdout_windows, caller="train_rssm")
     return fit_sequence_model(
         model, RSSMLoss(model, **(loss_kwargs or {})), train, hold_batch,
         torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8), epochs=epochs,

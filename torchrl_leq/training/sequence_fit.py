@@ -5,7 +5,8 @@ windows ``[batch_size, seq_len]`` of the training rows (gradient-norm clipping),
 the loss on fixed holdout windows; it keeps the best-holdout weights and restores them at the
 end. With ``checkpoint_path`` the model, optimiser, RNGs, log and best weights are saved after
 every epoch (atomically) and a rerun resumes from there, bit-exactly. :func:`sample_sequences`
-cuts the windows, :func:`split_episodes` holds out whole episodes; :func:`cache_path` names
+cuts the windows, :func:`split_episodes` holds out whole episodes,
+:func:`train_and_holdout` checks and splits a training function's data; :func:`cache_path` names
 a trained model's cache file by a hash of what it was trained on.
 
 Example:
@@ -41,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 __all__ = ["total_loss", "sample_sequences", "split_episodes",
-           "holdout_windows", "fit_sequence_model", "cache_path"]
+           "train_and_holdout", "fit_sequence_model", "cache_path"]
 
 
 def total_loss(out: TensorDictBase) -> torch.Tensor:
@@ -91,13 +92,29 @@ def split_episodes(
     return data[~held], data[held]
 
 
-def holdout_windows(data: TensorDictBase, seq_len: int, max_windows: int) -> TensorDictBase:
-    """The first ``max_windows`` non-overlapping windows of ``data`` (the fixed holdout batch)."""
-    n = data.shape[0]
-    if n < seq_len:
-        raise ValueError(f"holdout has {n} rows, fewer than seq_len={seq_len}")
-    starts = torch.arange(0, n - seq_len + 1, seq_len)[:max_windows]
-    return sample_sequences(data, starts, seq_len)
+def train_and_holdout(
+    data: TensorDictBase,
+    keys: tuple[str, ...],
+    *,
+    holdout_fraction: float,
+    seq_len: int,
+    max_windows: int,
+    caller: str,
+) -> tuple[TensorDictBase, TensorDictBase]:
+    """The training rows (``keys`` of the episodes :func:`split_episodes` keeps) and the fixed
+    holdout batch (the first ``max_windows`` non-overlapping windows of the held-out episodes),
+    after one-line checks that ``data`` has ``keys`` and ``episode`` and both parts have at
+    least ``seq_len`` rows (``caller`` names the training function in the error)."""
+    missing = [k for k in (*keys, "episode") if k not in data.keys()]
+    if missing:
+        raise ValueError(f"{caller} data lacks keys {missing}")
+    train, hold = split_episodes(data, holdout_fraction)
+    train, hold = train.select(*keys), hold.select(*keys)
+    for name, part in (("training", train), ("holdout", hold)):
+        if part.shape[0] < seq_len:
+            raise ValueError(f"{name} data has {part.shape[0]} rows, fewer than seq_len={seq_len}")
+    starts = torch.arange(0, hold.shape[0] - seq_len + 1, seq_len)[:max_windows]
+    return train, sample_sequences(hold, starts, seq_len)
 
 
 def fit_sequence_model(
