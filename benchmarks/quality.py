@@ -114,7 +114,8 @@ def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) 
     run_dir = Path(args.out) / task / name / f"seed{seed}"
     metrics = run_dir / "metrics.csv"
     if has_final_row(metrics) or (run_dir / DIVERGED).exists():
-        print(f"[skip] {task}/{name}/seed{seed}: complete", flush=True)
+        why = "diverged" if (run_dir / DIVERGED).exists() else "complete"
+        print(f"[skip] {task}/{name}/seed{seed}: {why}", flush=True)
         return "skipped"
     from torchrl_leq.training.config import compose_config, load_script
     from torchrl_leq.training.trainer import NonFiniteLossError
