@@ -145,6 +145,9 @@ def test_point_maze_config_keeps_table_2_and_bad_epsilon_fails_before_any_work(t
         cfg = example_config(name, "smoke=true", "agent.epsilon=0", f"run_dir={tmp_path}")
         with pytest.raises(ConfigError, match="agent.epsilon must be > 0"):
             check_config(cfg, CLAPLoss.hyperparameter_rules, CLAP_RULES)
+    cfg = example_config("clap_pixels", "smoke=true", "data.view=top", f"run_dir={tmp_path}")
+    with pytest.raises(ConfigError, match=r"data.view must be one of \['interior', 'maze'\]"):
+        check_config(cfg, CLAPLoss.hyperparameter_rules, CLAP_RULES)
 
 
 # --- smoke runs -------------------------------------------------------------------------------

@@ -155,6 +155,8 @@ BAD_CONFIGS = [
     ("leq_pixels", ["task=pointmaze-huge"], "Unknown point-maze task 'pointmaze-huge'"),
     ("leq_pixels_vd4rl", ["data.path=/nonexistent/64px"], "V-D4RL folder not found"),
     ("bc_pixels", ["world_model.channels=0"], "world_model.channels must be >= 1"),
+    ("leq_pixels", ["data.view=top"], "data.view must be one of ['interior', 'maze']"),
+    ("bc_pixels", ["data.ball_radius=0"], "data.ball_radius must be > 0"),
     ("bc_pixels", ["train.max_eval_steps=0"], "train.max_eval_steps must be >= 1"),
 ]
 

@@ -83,6 +83,8 @@ def test_ball_is_drawn_at_its_radius_and_the_physics_is_untouched():
     env.close()
     with pytest.raises(ValueError, match="view="):
         PointMazeRenderer("pointmaze-umaze", view="top")
+    with pytest.raises(ValueError, match="ball_radius=0"):
+        PointMazeRenderer("pointmaze-umaze", ball_radius=0)
 
 
 def test_rendered_dataset_matches_the_generated_data(tmp_path):

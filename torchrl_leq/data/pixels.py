@@ -87,6 +87,8 @@ class PointMazeRenderer:
 
         if view not in VIEWS:
             raise ValueError(f"view={view!r}: use one of {VIEWS}")
+        if not ball_radius > 0:
+            raise ValueError(f"ball_radius={ball_radius!r}: the drawn radius must be > 0")
         self.task = resolve_task(task)
         self.size, self.ball_radius, self.view = size, float(ball_radius), view
         self._env = make_pointmaze_env(self.task)

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from torchrl_leq.data.pixels import VIEWS
 from torchrl_leq.objectives.hyperparameters import (
     NON_NEGATIVE_INT,
     POSITIVE,
@@ -42,6 +43,7 @@ __all__ = [
     "check_value",
     "check_run_dir",
     "CONFIG_RULES",
+    "RENDER_RULES",
     "PIXEL_RULES",
 ]
 
@@ -169,10 +171,18 @@ CONFIG_RULES: dict[str, Rule] = {
 The ``loss.*`` keys here are those of TorchRL's IQL/CQL losses; LEQ's and COMBO's come from their
 classes' ``hyperparameter_rules`` (see :func:`check_config`)."""
 
+RENDER_RULES: dict[str, Rule] = {
+    "data.ball_radius": POSITIVE,
+    "data.view": choice(*VIEWS),
+}
+"""How the rendered point maze is drawn (:class:`~torchrl_leq.data.pixels.PointMazeRenderer`),
+checked before the data are generated; part of :data:`PIXEL_RULES` and C-LAP's rules."""
+
 PIXEL_RULES: dict[str, Rule] = {
     "data.source": choice("rendered_pointmaze", "vd4rl"),
     "data.episode_length": POSITIVE_INT,
     "data.reward_shift": number(float),
+    **RENDER_RULES,
     **{
         f"world_model.{key}": POSITIVE_INT
         for key in ("channels", "deter_dim", "hidden_dim", "groups", "classes", "prior_members",

@@ -31,6 +31,7 @@ from torchrl_leq.modules.latent_action_model import LatentActionModel, mlp
 from torchrl_leq.objectives.clap import CLAPLoss
 from torchrl_leq.objectives.hyperparameters import POSITIVE, POSITIVE_INT, Rule, choice, number
 from torchrl_leq.training.builders import DATA_SOURCES, make_evaluator, make_offline_data
+from torchrl_leq.training.checks import RENDER_RULES
 from torchrl_leq.training.clap import cached_clap_model
 from torchrl_leq.training.pixel_data import (
     PIXEL_SOURCES,
@@ -49,6 +50,7 @@ CLAP_RULES: dict[str, Rule] = {
     "train.max_eval_steps": number(int, 1, nullable=True),
     "agent.variant": choice(*VARIANTS),
     "agent.epsilon": POSITIVE,
+    **RENDER_RULES,
 }
 """C-LAP's own config checks, over :data:`~torchrl_leq.training.checks.CONFIG_RULES`
 (``check_config(cfg, CLAPLoss.hyperparameter_rules, CLAP_RULES)``)."""
