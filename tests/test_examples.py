@@ -55,6 +55,19 @@ def test_example_smoke_run(name, tmp_path):
     assert '"last_score"' in proc.stdout
 
 
+def test_released_recipe_config_runs_through_the_quickstart_script(tmp_path):
+    """``--config-name leq_pointmaze_released`` (issue 18: the released recipe beside the example)
+    trains through the quickstart's script, with the released actor (no LayerNorm)."""
+    proc = run_script("leq_pointmaze", tmp_path, "--config-name", "leq_pointmaze_released")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = final_row(tmp_path / "leq_pointmaze")
+    assert math.isfinite(float(row["normalized_score"]))
+    params = load_checkpoint(tmp_path / "leq_pointmaze" / "checkpoint.pt")["modules"]["loss"]
+    actor = [k for k in params if k.startswith("actor_network_params.") and k.endswith("weight")]
+    # Linear, act, Linear, act, Linear: the released actor has no LayerNorm (the quickstart's has)
+    assert [k.split(".")[-2] for k in actor] == ["0", "2", "4"], actor
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -78,3 +78,32 @@ def test_halfcheetah_model_rollouts_end_at_state_bound():
 def test_ultra_maze_scores_are_numbers():
     assert normalized_score("antmaze-ultra-diverse-v0", 1.0) == 100.0
     assert normalized_score("antmaze-ultra-play", [0.0, 0.5]).tolist() == [0.0, 50.0]
+
+
+def _flat(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
+
+
+def test_point_maze_released_config_is_the_paper_config_but_for_data_and_budget():
+    """``leq_pointmaze_released`` = ``base/leq_paper`` (the released recipe) on the generated
+    maze: every algorithm value equal, only data, budget/cadence, pretraining and τ set."""
+    from omegaconf import OmegaConf
+    from script_loader import example_config
+
+    released = _flat(OmegaConf.to_container(example_config("leq_pointmaze_released")))
+    paper = _flat(OmegaConf.to_container(
+        example_config("antmaze/umaze", "data.path=x.hdf5")))  # base/leq_paper + AntMaze
+    scaled = {"data.", "train.", "logger.", "task", "smoke_preset", "eval.", "diagnostics.",
+              "termination"}
+    differ = {k for k in set(released) | set(paper)
+              if released.get(k, "<absent>") != paper.get(k, "<absent>")
+              and not any(k.startswith(s) for s in scaled)}
+    assert differ == set(), differ  # networks, world model, loss, optim, expansion, pretrain
+    assert released["network.num_cells"] == [256, 256, 256]
+    assert (released["world_model.num_members"], released["world_model.hidden_dims"]) == (
+        7, [200, 200, 200, 200])
+    assert released["pretrain.enabled"] is False and released["loss.tau"] == 0.1
+    assert released["data.source"] == "pointmaze" and released["data.steps"] == 100000
