@@ -447,7 +447,9 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
             rel = os.path.relpath(png, results_md.parent)
             lines += ["", f"![{task} learning curves]({rel})"]
         png = out / f"{task}_q_env_mean.png"
-        if plot_scalar(task, "q_env_mean", read_scalar(out, task, "q_env_mean"), png):
+        series = read_scalar(out, task, "q_env_mean")
+        # the runs' csv logs are not committed: without them keep the plot drawn when they existed
+        if plot_scalar(task, "q_env_mean", series, png) if series else png.exists():
             rel = os.path.relpath(png, results_md.parent)
             lines += [
                 "",
