@@ -53,9 +53,12 @@ ALGO_OVERRIDES = {  # algo -> overrides on its config
                     "clap_model.epochs=40", "clap_model.steps_per_epoch=100",
                     "clap_model.batch_size=8", "clap_model.seq_len=32"],
 }
-MODEL_BASED = ("leq", "leq_released", "combo", "leq_pixels", "bc_pixels")  # bc_pixels: on the RSSM's features
-CLAP = ("clap", "clap_no_constraint", "clap_no_latent_action", "clap_pixels")  # their model: clap_model.seed
-PIXELS = ("leq_pixels", "bc_pixels", "clap_pixels")  # their own dataset size (data.steps of base/pixels.yaml)
+# bc_pixels: on the RSSM's features
+MODEL_BASED = ("leq", "leq_released", "combo", "leq_pixels", "bc_pixels")
+# their model: clap_model.seed
+CLAP = ("clap", "clap_no_constraint", "clap_no_latent_action", "clap_pixels")
+# their own dataset size (data.steps of base/pixels.yaml)
+PIXELS = ("leq_pixels", "bc_pixels", "clap_pixels")
 ABLATION_TASK = "pointmaze-medium"
 # name -> overrides on the LEQ config (paper Table 18 style); None: not supported yet.
 ABLATIONS: dict[str, list[str] | None] = {
