@@ -91,8 +91,9 @@ def gaussian_kl(loc_q: Tensor, scale_q: Tensor, loc_p: Tensor, scale_p: Tensor) 
 class BetaAction:
     """A factorised Beta distribution on ``[-1, 1]^A``: ``a = 2x - 1``, ``x ~ Beta(α, β)``.
 
-    ``α = 1 + softplus(raw_α)``, ``β = 1 + softplus(raw_β)`` (unimodal, finite density at the
-    bounds). :meth:`log_prob` sums over action dims and clamps ``a`` into ``[-1 + eps, 1 - eps]``
+    ``α = c + softplus(raw_α)``, ``β = c + softplus(raw_β)`` with ``c = min_concentration``
+    (``c = 1``: unimodal, finite density at the bounds; ``c < 1`` also allows mass piled at a
+    bound, which saturated offline actions need — see :class:`LatentActionModel`). :meth:`log_prob` sums over action dims and clamps ``a`` into ``[-1 + eps, 1 - eps]``
     first (clipped actions at exactly ±1 are common in offline data).
 
     Example:
@@ -105,9 +106,12 @@ class BetaAction:
         True
     """
 
-    def __init__(self, raw_alpha: Tensor, raw_beta: Tensor, eps: float = 1e-4) -> None:
-        self.alpha = 1.0 + nn.functional.softplus(raw_alpha)
-        self.beta = 1.0 + nn.functional.softplus(raw_beta)
+    def __init__(
+        self, raw_alpha: Tensor, raw_beta: Tensor, eps: float = 1e-4,
+        min_concentration: float = 1.0,
+    ) -> None:
+        self.alpha = min_concentration + nn.functional.softplus(raw_alpha)
+        self.beta = min_concentration + nn.functional.softplus(raw_beta)
         self.eps = eps
         self._dist = torch.distributions.Beta(self.alpha, self.beta, validate_args=False)
 
@@ -154,6 +158,12 @@ class LatentActionModel(nn.Module):
         channels: conv encoder/decoder base width for pixels (Table 2: 32).
         min_std: lower bound of the Gaussian standard deviations (Dreamer: 0.1).
         latent_action: ``False``: the "no latent action" ablation (a plain state-space model).
+        beta_min_concentration: lower bound ``c`` of the action decoder's Beta concentrations
+            (:class:`BetaAction`). ``1`` (unimodal) collapses on data with many actions at ±1
+            (40 % of the point-maze's): any α, β > 1 costs ``(α − 1)·log(1e-4)`` nats at the
+            opposite bound, so both are driven to 1 — a uniform decoder that ignores ``u``, whose
+            mean is 0 — and softplus' vanishing gradient keeps them there. ``c < 1`` lets the
+            decoder pile mass at a bound; ``docs/clap.md`` has the measurements.
     """
 
     def __init__(
@@ -175,6 +185,7 @@ class LatentActionModel(nn.Module):
         channels: int = 32,
         min_std: float = 0.1,
         latent_action: bool = True,
+        beta_min_concentration: float = 0.1,
     ) -> None:
         super().__init__()
         for name, v in (("action_dim", action_dim), ("stoch_dim", stoch_dim),
@@ -186,6 +197,8 @@ class LatentActionModel(nn.Module):
             raise ValueError(f"obs_dim must be >= 1 or None (pixels), got {obs_dim}")
         if min_std <= 0:
             raise ValueError(f"min_std must be > 0, got {min_std}")
+        if not beta_min_concentration > 0:
+            raise ValueError(f"beta_min_concentration must be > 0, got {beta_min_concentration}")
         self.config: dict[str, Any] = dict(
             obs_dim=obs_dim, action_dim=action_dim, stoch_dim=stoch_dim, deter_dim=deter_dim,
             hidden_dim=hidden_dim, embed_dim=embed_dim, encoder_units=encoder_units,
@@ -193,6 +206,7 @@ class LatentActionModel(nn.Module):
             action_encoder_units=action_encoder_units,
             action_decoder_units=action_decoder_units, action_prior_units=action_prior_units,
             units=units, channels=channels, min_std=min_std, latent_action=latent_action,
+            beta_min_concentration=beta_min_concentration,
         )
         if units is not None:
             hidden_dim = encoder_units = action_encoder_units = units
@@ -203,6 +217,7 @@ class LatentActionModel(nn.Module):
         self.latent_action = latent_action
         self.latent_action_dim = latent_action_dim if latent_action else 0
         self.min_std = min_std
+        self.beta_min_concentration = float(beta_min_concentration)
         self.pixels = obs_dim is None
         if self.pixels:  # Table 2's CNNs are TorchRL's Dreamer encoder/decoder (channels 32).
             self.encoder = ObsEncoder(channels=channels, in_channels=3)
@@ -256,7 +271,7 @@ class LatentActionModel(nn.Module):
         """Action decoder ``p(a_t | s_t, u_t)``, a :class:`BetaAction` on ``[-1, 1]``."""
         self._need_latent_action()
         raw = self.action_decoder_head(torch.cat([features, latent_action], -1))
-        return BetaAction(*raw.chunk(2, -1))
+        return BetaAction(*raw.chunk(2, -1), min_concentration=self.beta_min_concentration)
 
     def reward(self, features: Tensor) -> Tensor:
         """Mean of ``p(r_t | s_t)``, ``[..., 1]``."""

@@ -117,7 +117,8 @@ def load_clap_model(path: str | os.PathLike) -> LatentActionModel:
     if not Path(path).is_file():
         raise FileNotFoundError(f"no C-LAP model at {str(path)!r}: train one with train_clap_model")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = LatentActionModel(**payload["config"])
+    # models saved before the switch existed had the unimodal Beta decoder
+    model = LatentActionModel(**{"beta_min_concentration": 1.0, **payload["config"]})
     model.load_state_dict(payload["state_dict"])
     return model.eval()
 
