@@ -78,8 +78,8 @@ def hand_terms(model, td):
                 pu_loc, pu_raw = model.action_prior_head(f[0]).chunk(2, -1)
                 pu_scale = torch.nn.functional.softplus(pu_raw) + model.min_std
                 raw_a, raw_b = model.action_decoder_head(torch.cat([f[0], u_loc])).chunk(2, -1)
-                alpha = 1 + torch.nn.functional.softplus(raw_a)
-                beta = 1 + torch.nn.functional.softplus(raw_b)
+                alpha = model.beta_min_concentration + torch.nn.functional.softplus(raw_a)
+                beta = model.beta_min_concentration + torch.nn.functional.softplus(raw_b)
                 x = ((a + 1) / 2).clamp(1e-4, 1 - 1e-4)
                 sums["action"][b] += -(Beta(alpha, beta).log_prob(x) - math.log(2)).sum()
                 sums["action_kl"][b] += kl_divergence(
