@@ -93,8 +93,8 @@ class BetaAction:
 
     ``α = c + softplus(raw_α)``, ``β = c + softplus(raw_β)`` with ``c = min_concentration``
     (``c = 1``: unimodal, finite density at the bounds; ``c < 1`` also allows mass piled at a
-    bound, which saturated offline actions need — see :class:`LatentActionModel`). :meth:`log_prob` sums over action dims and clamps ``a`` into ``[-1 + eps, 1 - eps]``
-    first (clipped actions at exactly ±1 are common in offline data).
+    bound, which saturated offline actions need — see :class:`LatentActionModel`).
+    :meth:`log_prob` sums over action dims and clamps ``a`` into ``[-1 + eps, 1 - eps]`` first (clipped actions at exactly ±1 are common in offline data).
 
     Example:
         >>> d = BetaAction(torch.zeros(1, 2), torch.zeros(1, 2))
@@ -163,7 +163,7 @@ class LatentActionModel(nn.Module):
             (40 % of the point-maze's): any α, β > 1 costs ``(α − 1)·log(1e-4)`` nats at the
             opposite bound, so both are driven to 1 — a uniform decoder that ignores ``u``, whose
             mean is 0 — and softplus' vanishing gradient keeps them there. ``c < 1`` lets the
-            decoder pile mass at a bound; ``docs/clap.md`` has the measurements.
+            decoder pile mass at a bound (umaze: decoded prior 10/10 vs 0/10 with ``c = 1``).
     """
 
     def __init__(

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,11 @@ def cached_clap_model(
     """Train a model on ``sequences`` or load it from ``cache_dir/clap-<hash>.pt`` (hash of
     ``description``, the data size and both kwargs). Returns ``(model, info)`` with
     ``info["path"]``, ``info["cached"]`` and, when trained here, ``info["log"]``."""
+    # hash the resolved model config (defaults included), so a changed default is a new model
+    resolved = {k: v.default for k, v in inspect.signature(LatentActionModel).parameters.items()
+                if v.default is not inspect.Parameter.empty} | dict(model_kwargs)
     path = cache_path(cache_dir, "clap", {"data": description, "n": int(sequences.shape[0]),
-                                          "model": model_kwargs, "train": train_kwargs})
+                                          "model": resolved, "train": train_kwargs})
     if cache and path.is_file():
         return load_clap_model(path), {"path": str(path), "cached": True}
     torch.manual_seed(int(train_kwargs.get("seed", 0)))
