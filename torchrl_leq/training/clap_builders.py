@@ -58,7 +58,7 @@ CLAP_RULES: dict[str, Rule] = {
 MODEL_KEYS = ("stoch_dim", "deter_dim", "hidden_dim", "embed_dim", "encoder_units",
               "encoder_layers", "latent_action_dim", "action_encoder_units",
               "action_decoder_units", "action_prior_units", "units", "channels", "min_std",
-              "latent_action")
+              "beta_min_concentration", "latent_action")
 """``clap_model.*`` keys passed to :class:`LatentActionModel`."""
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "seq_len", "lr", "grad_clip",
               "holdout_fraction")
