@@ -71,6 +71,18 @@ def optional_text(key: str, value: Any) -> None:
         text(key, value)
 
 
+def dmc_task(key: str, value: Any) -> None:
+    """Rule: null or a DeepMind Control suite task ``<domain>_<task>`` (needs dm_control)."""
+    if value is None:
+        return
+    text(key, value)
+    from torchrl_leq.envs.dmc import dmc_env_name
+
+    if dmc_env_name(str(value)) != value:
+        raise ValueError(f"{key}={value!r} is not a DMC suite task: use <domain>_<task>, "
+                         "e.g. walker_walk or cheetah_run")
+
+
 def mapping(key: str, value: Any) -> None:
     """Rule: a mapping (keyword arguments)."""
     if not isinstance(value, (Mapping, DictConfig)):
@@ -174,9 +186,11 @@ classes' ``hyperparameter_rules`` (see :func:`check_config`)."""
 RENDER_RULES: dict[str, Rule] = {
     "data.ball_radius": POSITIVE,
     "data.view": choice(*VIEWS),
+    "data.dmc_env": dmc_task,
 }
-"""How the rendered point maze is drawn (:class:`~torchrl_leq.data.pixels.PointMazeRenderer`),
-checked before the data are generated; part of :data:`PIXEL_RULES` and C-LAP's rules."""
+"""How the rendered point maze is drawn (:class:`~torchrl_leq.data.pixels.PointMazeRenderer`)
+and the DMC task a V-D4RL policy is evaluated in, checked before the data are generated; part
+of :data:`PIXEL_RULES` and C-LAP's rules."""
 
 PIXEL_RULES: dict[str, Rule] = {
     "data.source": choice("rendered_pointmaze", "vd4rl"),

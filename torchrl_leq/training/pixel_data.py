@@ -4,12 +4,14 @@ D_env as pixel sequences and the evaluation in the rendered maze.
 :func:`load_pixel_sequences` reads ``cfg.data`` (``source: rendered_pointmaze``, the generated
 point maze rendered at 64×64 and cached, or ``vd4rl``, a V-D4RL 64px folder) into the V-D4RL
 sequence layout (:func:`~torchrl_leq.data.vd4rl.read_vd4rl`); :func:`make_rendered_evaluator`
-scores a filtering pixel policy in the rendered maze (NaN for V-D4RL: no DMC renderer here).
+scores a filtering pixel policy in the rendered maze, or for V-D4RL in its DMC task
+(:func:`~torchrl_leq.envs.dmc.evaluate_dmc`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,10 +48,29 @@ def make_rendered_evaluator(
     cfg: DictConfig, policy: TensorDictModuleBase
 ) -> Callable[[int, int], dict[str, float]]:
     """``(episodes, seed) -> scores`` of ``policy`` (reads ``"pixels"`` and ``"is_first"``) in
-    the rendered maze of ``cfg.task``. V-D4RL: NaN (no DMC renderer on this machine)."""
+    the rendered maze of ``cfg.task``; V-D4RL: in the DMC task ``cfg.data.dmc_env`` (``null``:
+    the one its folder names, e.g. ``walker_walk``), normalized score = return / 10; NaN where
+    neither names one (a warning says so)."""
+    env_name = None
+    if cfg.data.source == "vd4rl":
+        from torchrl_leq.envs.dmc import dmc_env_name, evaluate_dmc
+
+        env_name = cfg.data.get("dmc_env") or dmc_env_name(str(cfg.data.path))
+        if env_name is None:
+            warnings.warn(f"no DMC task named by data.path={cfg.data.path!r}: scores are NaN; "
+                          "set data.dmc_env (e.g. walker_walk) to evaluate", stacklevel=2)
+    if env_name is not None:
+
+        def evaluate_vd4rl(episodes: int, seed: int) -> dict[str, float]:
+            res = evaluate_dmc(policy, env_name, episodes, EVAL_SEED_OFFSET + seed,
+                               max_steps=cfg.train.max_eval_steps)
+            return {"normalized_score": res["mean_return"] / 10.0, "success_rate": math.nan,
+                    "mean_return": res["mean_return"]}
+
+        return evaluate_vd4rl
 
     def evaluate(episodes: int, seed: int) -> dict[str, float]:
-        if cfg.data.source != "rendered_pointmaze":
+        if cfg.data.source != "rendered_pointmaze":  # a V-D4RL folder of no known DMC task
             return {"normalized_score": math.nan, "success_rate": math.nan,
                     "mean_return": math.nan}
         res = evaluate_rendered(policy, cfg.task, episodes, EVAL_SEED_OFFSET + seed,
