@@ -9,13 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from dm_control import suite
 from script_loader import example_config, load_example
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 
 from torchrl_leq.data.vd4rl import write_vd4rl_episode
-from torchrl_leq.envs.dmc import dmc_env_name, evaluate_dmc
+from torchrl_leq.envs.dmc import dmc_env_name, dmc_suite, evaluate_dmc
 from torchrl_leq.training.checks import dmc_task
 
 
@@ -47,7 +46,7 @@ def test_evaluate_dmc_equals_a_hand_loop_with_action_repeat_2():
     assert policy.seen[0] == (torch.Size([1, 64, 64, 3]), torch.uint8, True)
     assert [first for *_, first in policy.seen] == ([True] + [False] * 14) * 2
     for i, got in enumerate(res["returns"]):
-        env = suite.load("walker", "walk", task_kwargs={"random": 7 + i})
+        env = dmc_suite().load("walker", "walk", task_kwargs={"random": 7 + i})
         env.reset()
         want = 0.0
         for t in range(15):
@@ -72,7 +71,7 @@ def _walker_folder(root, episodes: int = 2, steps: int = 40) -> str:
     folder = root / "walker_walk" / "medium" / "64px"
     rng = np.random.default_rng(0)
     for i in range(episodes):
-        env = suite.load("walker", "walk", task_kwargs={"random": i})
+        env = dmc_suite().load("walker", "walk", task_kwargs={"random": i})
         env.reset()
         images = [env.physics.render(64, 64, camera_id=0)]
         actions, rewards = [np.zeros(6, np.float32)], [0.0]

@@ -10,6 +10,7 @@ task of a V-D4RL folder (``.../walker_walk/medium/64px`` → ``walker_walk``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["ACTION_REPEAT", "dmc_env_name", "load_dmc", "evaluate_dmc"]
+__all__ = ["ACTION_REPEAT", "dmc_suite", "dmc_env_name", "load_dmc", "evaluate_dmc"]
 
 ACTION_REPEAT = 2
 """V-D4RL's action repeat (its datasets hold every second simulator frame)."""
 
 
-def _suite():
+def dmc_suite():
+    """``dm_control.suite``, rendering headless (``MUJOCO_GL=egl`` unless the user set one)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         from dm_control import suite
     except ImportError as err:  # one line that says what to do
@@ -35,7 +38,7 @@ def _suite():
 
 def load_dmc(env_name: str, seed: int):
     """The suite task ``env_name`` (``"<domain>_<task>"``, e.g. ``"walker_walk"``), seeded."""
-    suite = _suite()
+    suite = dmc_suite()
     for domain, task in suite.ALL_TASKS:
         if f"{domain}_{task}" == env_name:
             return suite.load(domain, task, task_kwargs={"random": seed})
@@ -49,7 +52,7 @@ def dmc_env_name(path: str | Path) -> str | None:
         >>> dmc_env_name("vd4rl_data/main/cheetah_run/medium_replay/64px")
         'cheetah_run'
     """
-    names = {f"{d}_{t}" for d, t in _suite().ALL_TASKS}
+    names = {f"{d}_{t}" for d, t in dmc_suite().ALL_TASKS}
     return next((part for part in Path(path).parts if part in names), None)
 
 
