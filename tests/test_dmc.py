@@ -14,7 +14,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 
 from torchrl_leq.data.vd4rl import write_vd4rl_episode
-from torchrl_leq.envs.dmc import dmc_env_name, dmc_suite, evaluate_dmc
+from torchrl_leq.envs.dmc import dmc_env_name, dmc_suite, dmc_tasks, evaluate_dmc
 from torchrl_leq.training.checks import dmc_task
 
 
@@ -59,6 +59,8 @@ def test_evaluate_dmc_equals_a_hand_loop_with_action_repeat_2():
 
 
 def test_dmc_task_names():
+    assert dmc_tasks()["walker_walk"] == ("walker", "walk")
+    assert dmc_tasks()["cheetah_run"] == ("cheetah", "run")
     assert dmc_env_name("vd4rl_data/main/walker_walk/medium_replay/64px") == "walker_walk"
     assert dmc_env_name("/tmp/rendered/pointmaze-umaze") is None
     dmc_task("data.dmc_env", "cheetah_run")

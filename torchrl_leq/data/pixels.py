@@ -51,6 +51,7 @@ __all__ = [
     "render_pointmaze_dataset",
     "RenderedPointMaze",
     "make_rendered_pointmaze_env",
+    "act_on_frame",
     "evaluate_rendered",
 ]
 
@@ -286,6 +287,23 @@ def make_rendered_pointmaze_env(
                              PointMazeRenderer(task, size, ball_radius, view))
 
 
+def act_on_frame(policy: TensorDictModuleBase, frame: np.ndarray, first: bool) -> np.ndarray:
+    """The action in ``[-1, 1]`` of a filtering pixel policy for one uint8 ``[H, W, 3]`` frame
+    (given as ``"pixels"`` ``[1, H, W, 3]`` and ``"is_first"`` ``[1]``).
+
+    Example:
+        >>> from torchrl_leq.training.evaluation import RandomActor
+        >>> actor = RandomActor(2, seed=0)
+        >>> actor.in_keys = ["pixels"]
+        >>> act_on_frame(actor, np.zeros((64, 64, 3), np.uint8), True).shape
+        (2,)
+    """
+    # (contiguous: renderers may return flipped views, which torch cannot wrap)
+    td = TensorDict({"pixels": torch.from_numpy(np.ascontiguousarray(frame)).unsqueeze(0),
+                     "is_first": torch.tensor([first])}, [1])
+    return policy(td).get("action")[0].clamp(-1.0, 1.0).cpu().numpy()
+
+
 @torch.no_grad()
 def evaluate_rendered(
     policy: TensorDictModuleBase,
@@ -322,9 +340,7 @@ def evaluate_rendered(
             frame, info = env.reset(seed=seed + i)
             total, steps, reached, first = 0.0, 0, False, True
             while steps < limit:
-                td = TensorDict({"pixels": torch.from_numpy(frame).unsqueeze(0),
-                                 "is_first": torch.tensor([first])}, [1])
-                action = policy(td).get("action")[0].clamp(-1.0, 1.0).cpu().numpy()
+                action = act_on_frame(policy, frame, first)
                 frame, reward, terminated, truncated, info = env.step(action)
                 total, steps, first = total + float(reward), steps + 1, False
                 reached = reached or bool(info.get("success", False))

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["ACTION_REPEAT", "dmc_suite", "dmc_env_name", "load_dmc", "evaluate_dmc"]
+from torchrl_leq.data.pixels import act_on_frame
+
+__all__ = ["ACTION_REPEAT", "dmc_suite", "dmc_tasks", "dmc_env_name", "load_dmc", "evaluate_dmc"]
 
 ACTION_REPEAT = 2
 """V-D4RL's action repeat (its datasets hold every second simulator frame)."""
@@ -36,13 +37,19 @@ def dmc_suite():
     return suite
 
 
+def dmc_tasks() -> dict[str, tuple[str, str]]:
+    """Every suite task by its V-D4RL name: ``{"walker_walk": ("walker", "walk"), ...}``."""
+    return {f"{domain}_{task}": (domain, task) for domain, task in dmc_suite().ALL_TASKS}
+
+
 def load_dmc(env_name: str, seed: int):
     """The suite task ``env_name`` (``"<domain>_<task>"``, e.g. ``"walker_walk"``), seeded."""
-    suite = dmc_suite()
-    for domain, task in suite.ALL_TASKS:
-        if f"{domain}_{task}" == env_name:
-            return suite.load(domain, task, task_kwargs={"random": seed})
-    raise ValueError(f"unknown DMC task {env_name!r}: expected <domain>_<task>, e.g. walker_walk")
+    tasks = dmc_tasks()
+    if env_name not in tasks:
+        raise ValueError(f"unknown DMC task {env_name!r}: expected <domain>_<task>, "
+                         "e.g. walker_walk")
+    domain, task = tasks[env_name]
+    return dmc_suite().load(domain, task, task_kwargs={"random": seed})
 
 
 def dmc_env_name(path: str | Path) -> str | None:
@@ -52,7 +59,7 @@ def dmc_env_name(path: str | Path) -> str | None:
         >>> dmc_env_name("vd4rl_data/main/cheetah_run/medium_replay/64px")
         'cheetah_run'
     """
-    names = {f"{d}_{t}" for d, t in dmc_suite().ALL_TASKS}
+    names = dmc_tasks()
     return next((part for part in Path(path).parts if part in names), None)
 
 
@@ -80,6 +87,7 @@ def evaluate_dmc(
         [3]
     """
     camera = 2 if env_name.startswith("quadruped") else 0
+    limit = max_steps if max_steps is not None else float("inf")  # else: until the time-out
     returns, lengths = [], []
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         for i in range(episodes):
@@ -87,13 +95,10 @@ def evaluate_dmc(
             if hasattr(policy, "reset"):
                 policy.reset()
             step = env.reset()
-            limit = max_steps if max_steps is not None else float("inf")  # until time-out
             total, steps = 0.0, 0
             while steps < limit and not step.last():
                 frame = env.physics.render(size, size, camera_id=camera)
-                td = TensorDict({"pixels": torch.from_numpy(frame.copy()).unsqueeze(0),
-                                 "is_first": torch.tensor([steps == 0])}, [1])
-                action = policy(td).get("action")[0].clamp(-1.0, 1.0).cpu().numpy()
+                action = act_on_frame(policy, frame, steps == 0)
                 for _ in range(action_repeat):
                     step = env.step(action.astype(np.float64))
                     total += float(step.reward or 0.0)

@@ -76,9 +76,9 @@ def dmc_task(key: str, value: Any) -> None:
     if value is None:
         return
     text(key, value)
-    from torchrl_leq.envs.dmc import dmc_env_name
+    from torchrl_leq.envs.dmc import dmc_tasks
 
-    if dmc_env_name(str(value)) != value:
+    if value not in dmc_tasks():
         raise ValueError(f"{key}={value!r} is not a DMC suite task: use <domain>_<task>, "
                          "e.g. walker_walk or cheetah_run")
 

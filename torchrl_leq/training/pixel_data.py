@@ -51,33 +51,41 @@ def make_rendered_evaluator(
     the rendered maze of ``cfg.task``; V-D4RL: in the DMC task ``cfg.data.dmc_env`` (``null``:
     the one its folder names, e.g. ``walker_walk``), normalized score = return / 10; NaN where
     neither names one (a warning says so)."""
-    env_name = None
     if cfg.data.source == "vd4rl":
-        from torchrl_leq.envs.dmc import dmc_env_name, evaluate_dmc
-
-        env_name = cfg.data.get("dmc_env") or dmc_env_name(str(cfg.data.path))
-        if env_name is None:
-            warnings.warn(f"no DMC task named by data.path={cfg.data.path!r}: scores are NaN; "
-                          "set data.dmc_env (e.g. walker_walk) to evaluate", stacklevel=2)
-    if env_name is not None:
-
-        def evaluate_vd4rl(episodes: int, seed: int) -> dict[str, float]:
-            res = evaluate_dmc(policy, env_name, episodes, EVAL_SEED_OFFSET + seed,
-                               max_steps=cfg.train.max_eval_steps)
-            return {"normalized_score": res["mean_return"] / 10.0, "success_rate": math.nan,
-                    "mean_return": res["mean_return"]}
-
-        return evaluate_vd4rl
+        return _vd4rl_evaluator(cfg, policy)
 
     def evaluate(episodes: int, seed: int) -> dict[str, float]:
-        if cfg.data.source != "rendered_pointmaze":  # a V-D4RL folder of no known DMC task
-            return {"normalized_score": math.nan, "success_rate": math.nan,
-                    "mean_return": math.nan}
         res = evaluate_rendered(policy, cfg.task, episodes, EVAL_SEED_OFFSET + seed,
                                 max_steps=cfg.train.max_eval_steps,
                                 ball_radius=cfg.data.ball_radius, view=cfg.data.view)
         rate = res["success_rate"]
         return {"normalized_score": 100.0 * rate, "success_rate": rate,
                 "mean_return": sum(res["returns"]) / len(res["returns"])}
+
+    return evaluate
+
+
+def _vd4rl_evaluator(
+    cfg: DictConfig, policy: TensorDictModuleBase
+) -> Callable[[int, int], dict[str, float]]:
+    """:func:`make_rendered_evaluator` for a V-D4RL folder: its DMC task, or NaN scores."""
+    from torchrl_leq.envs.dmc import dmc_env_name, evaluate_dmc
+
+    env_name = cfg.data.get("dmc_env") or dmc_env_name(str(cfg.data.path))
+    if env_name is None:
+        warnings.warn(f"no DMC task named by data.path={cfg.data.path!r}: scores are NaN; "
+                      "set data.dmc_env (e.g. walker_walk) to evaluate", stacklevel=3)
+
+        def no_task(episodes: int, seed: int) -> dict[str, float]:
+            return {"normalized_score": math.nan, "success_rate": math.nan,
+                    "mean_return": math.nan}
+
+        return no_task
+
+    def evaluate(episodes: int, seed: int) -> dict[str, float]:
+        res = evaluate_dmc(policy, env_name, episodes, EVAL_SEED_OFFSET + seed,
+                           max_steps=cfg.train.max_eval_steps)
+        return {"normalized_score": res["mean_return"] / 10.0, "success_rate": math.nan,
+                "mean_return": res["mean_return"]}
 
     return evaluate
