@@ -10,6 +10,7 @@ whose ``metrics.csv`` already has a ``final`` row is skipped, and a killed run c
 
     OMP_NUM_THREADS=1 python benchmarks/quality.py --algos leq,bc --tasks pointmaze-umaze
     OMP_NUM_THREADS=1 python benchmarks/quality.py --ablations --seeds 0,1,2
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --algos leq --stack-seeds  # 5 seeds, 1 process
     python benchmarks/quality.py --summarize
 """
 
@@ -120,27 +121,59 @@ DIVERGED = "diverged.txt"
 error message inside), and the benchmark goes on with the next run."""
 
 
-def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) -> str:
-    """Run (or resume, or skip) one run; returns 'skipped' / 'done' / 'diverged'."""
-    run_dir = Path(args.out) / task / name / f"seed{seed}"
-    metrics = run_dir / "metrics.csv"
-    if has_final_row(metrics) or (run_dir / DIVERGED).exists():
-        why = "diverged" if (run_dir / DIVERGED).exists() else "complete"
-        print(f"[skip] {task}/{name}/seed{seed}: {why}", flush=True)
-        return "skipped"
-    from torchrl_leq.training.config import compose_config, load_script
-    from torchrl_leq.training.trainer import NonFiniteLossError
-
+def _prepare(run_dir: Path) -> bool:
+    """Make ``run_dir``; without a checkpoint drop the rows of a run killed before its first
+    one (it starts from scratch). Returns whether the run resumes."""
     if not (run_dir / "checkpoint.pt").exists():
-        # no checkpoint: start from scratch (drop rows of a run killed before its 1st checkpoint)
-        metrics.unlink(missing_ok=True)
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
         shutil.rmtree(run_dir / "logs", ignore_errors=True)
     resumed = (run_dir / "checkpoint.pt").exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    over = run_overrides(algo, task, seed, run_dir, args) + extra
+    return resumed
+
+
+def _pending(task: str, name: str, seeds: list[int], args) -> list[int]:
+    """The seeds of ``task/name`` still to run (no ``final`` row, not diverged)."""
+    left = []
+    for seed in seeds:
+        run_dir = Path(args.out) / task / name / f"seed{seed}"
+        if has_final_row(run_dir / "metrics.csv") or (run_dir / DIVERGED).exists():
+            why = "diverged" if (run_dir / DIVERGED).exists() else "complete"
+            print(f"[skip] {task}/{name}/seed{seed}: {why}", flush=True)
+        else:
+            left.append(seed)
+    return left
+
+
+def _record_wall(args, task: str, name: str, seed: int, steps: int, wall: float,
+                 resumed: bool) -> None:
+    timings = Path(args.out) / "timings.csv"
+    new = not timings.exists()
+    with timings.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["task", "name", "seed", "steps", "wall_s", "resumed"])
+        w.writerow([task, name, seed, steps, f"{wall:.1f}", int(resumed)])
+
+
+def _compose(algo: str, over: list[str], args):
+    from torchrl_leq.training.config import compose_config, load_script
+
     script, config_name = ALGO_CONFIGS[algo]
     cfg = compose_config(CONFIG_DIR, config_name, [f"smoke={bool(args.smoke)}".lower(), *over])
-    runner = load_script(REPO / "examples" / f"{script}.py").train
+    return cfg, load_script(REPO / "examples" / f"{script}.py").train
+
+
+def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) -> str:
+    """Run (or resume, or skip) one run; returns 'skipped' / 'done' / 'diverged'."""
+    if not _pending(task, name, [seed], args):
+        return "skipped"
+    from torchrl_leq.training.trainer import NonFiniteLossError
+
+    run_dir = Path(args.out) / task / name / f"seed{seed}"
+    resumed = _prepare(run_dir)
+    over = run_overrides(algo, task, seed, run_dir, args) + extra
+    cfg, runner = _compose(algo, over, args)
     print(f"[run ] {task}/{name}/seed{seed}: {' '.join(over)}", flush=True)
     start = time.time()
     try:
@@ -155,14 +188,44 @@ def run_one(algo: str, task: str, seed: int, name: str, extra: list[str], args) 
         f"best={result['best_score']:.1f} wall={wall:.0f}s",
         flush=True,
     )
-    timings = Path(args.out) / "timings.csv"
-    new = not timings.exists()
-    with timings.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["task", "name", "seed", "steps", "wall_s", "resumed"])
-        w.writerow([task, name, seed, cfg.train.total_steps, f"{wall:.1f}", int(resumed)])
+    _record_wall(args, task, name, seed, cfg.train.total_steps, wall, resumed)
     return "done"
+
+
+def run_stacked(algo: str, task: str, seeds: list[int], name: str, extra: list[str],
+                args) -> list[str]:
+    """The pending ``seeds`` of one algo/task/name in one process, their networks stacked into
+    one update (``seeds=[...]``, issue 15) when the example's ``train`` stacks seeds; each seed
+    still writes ``<name>/seed<k>/`` exactly as its single run would (tested in
+    tests/test_multi_seed.py). Otherwise, with one seed pending, or when the stacked update
+    diverges (a non-finite loss names no seed), the seeds run one by one (from their
+    checkpoints). Timings record each seed's share of the wall time."""
+    pending = _pending(task, name, seeds, args)
+    base = Path(args.out) / task / name
+    over = [o for o in run_overrides(algo, task, 0, base, args) if not o.startswith("seed=")]
+    over = [f"seeds=[{','.join(map(str, pending))}]", *over, *extra]
+    cfg, runner = _compose(algo, over, args) if len(pending) > 1 else (None, None)
+    if runner is None or not getattr(runner, "stacks_seeds", False):
+        return ["skipped"] * (len(seeds) - len(pending)) + [
+            run_one(algo, task, s, name, extra, args) for s in pending
+        ]
+    from torchrl_leq.training.trainer import NonFiniteLossError
+
+    resumed = [_prepare(base / f"seed{s}") for s in pending]
+    print(f"[run ] {task}/{name}/seeds{pending} (stacked): {' '.join(over)}", flush=True)
+    start = time.time()
+    try:
+        result = runner(cfg)
+    except NonFiniteLossError as err:
+        print(f"[diverged] {task}/{name} stacked: {err}; running the seeds one by one", flush=True)
+        return [run_one(algo, task, s, name, extra, args) for s in pending]
+    wall = time.time() - start
+    for seed, res, res_resumed in zip(pending, result["per_seed"], resumed):
+        print(f"[done] {task}/{name}/seed{seed}: last={res['last_score']:.1f} "
+              f"best={res['best_score']:.1f} wall={wall / len(pending):.0f}s (share)", flush=True)
+        _record_wall(args, task, name, seed, cfg.train.total_steps, wall / len(pending),
+                     res_resumed)
+    return ["skipped"] * (len(seeds) - len(pending)) + ["done"] * len(pending)
 
 
 def plan(args) -> list[tuple[str, str, int, str, list[str]]]:
@@ -523,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-md", default=None, help="default: <out>/../RESULTS.md")
     p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="smoke-size configs (for testing)")
+    p.add_argument(
+        "--stack-seeds",
+        action="store_true",
+        help="run the seeds of each algo/task in one process, stacked into one update, where "
+        "the example supports it (LEQ, its ablations, COMBO); the others one by one",
+    )
     args = p.parse_args(argv)
     from torchrl_leq.training.allocator import keep_freed_memory
 
@@ -537,8 +606,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     record_command(out)
-    for algo, task, seed, name, extra in plan(args):
-        run_one(algo, task, seed, name, extra, args)
+    runs = plan(args)
+    if not args.stack_seeds:
+        for algo, task, seed, name, extra in runs:
+            run_one(algo, task, seed, name, extra, args)
+        return 0
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    extras: dict[tuple[str, str, str], list[str]] = {}
+    for algo, task, seed, name, extra in runs:
+        groups.setdefault((algo, task, name), []).append(seed)
+        extras[(algo, task, name)] = extra
+    for (algo, task, name), seeds in groups.items():
+        run_stacked(algo, task, seeds, name, extras[(algo, task, name)], args)
     return 0
 
 

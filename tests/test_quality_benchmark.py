@@ -114,3 +114,46 @@ def test_a_diverged_run_is_recorded_and_the_benchmark_goes_on(quality, tmp_path,
     runs = quality.collect(tmp_path)["pointmaze-umaze"]
     row = quality.table(["bc"], runs)[-1]
     assert row.endswith("| 0 | seed0 (diverged) |"), row
+
+
+def test_stack_seeds_runs_only_the_pending_seeds_in_one_call(quality, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from torchrl_leq.training import config
+    from torchrl_leq.training.trainer import NonFiniteLossError
+
+    calls = []
+
+    def stacked(cfg):
+        calls.append(list(cfg.seeds))
+        return {"per_seed": [{"last_score": 10.0 * s, "best_score": 50.0} for s in cfg.seeds]}
+
+    stacked.stacks_seeds = True
+    monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=stacked))
+    _write(tmp_path / "pointmaze-umaze" / "leq" / "seed1" / "metrics.csv",
+           ["40,final,100,0.0,0,0"])  # seed 1 complete: not run again
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=40, data_steps=100)
+    status = quality.run_stacked("leq", "pointmaze-umaze", [0, 1, 2], "leq", [], args)
+    assert status == ["skipped", "done", "done"] and calls == [[0, 2]]
+    with (tmp_path / "timings.csv").open() as f:
+        rows = [r.split(",")[:3] for r in f.read().splitlines()[1:]]
+    assert rows == [["pointmaze-umaze", "leq", "0"], ["pointmaze-umaze", "leq", "2"]]
+
+    # a stacked update that diverges names no seed: the seeds then run one by one
+    singles = []
+
+    def single(cfg):
+        singles.append(cfg.seed)
+        return {"last_score": 0.0, "best_score": 0.0}
+
+    def diverging(cfg):
+        raise NonFiniteLossError("non-finite loss_qvalue at step 30")
+
+    diverging.stacks_seeds = True
+    scripts = iter([diverging, single, single])
+    monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=next(scripts)))
+    out = tmp_path / "again"
+    args = argparse.Namespace(out=str(out), smoke=True, steps=40, data_steps=100)
+    assert quality.run_stacked("leq", "pointmaze-umaze", [3, 4], "leq", [], args) == [
+        "done", "done"]
+    assert singles == [3, 4]
