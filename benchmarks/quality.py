@@ -199,16 +199,17 @@ def run_stacked(algo: str, task: str, seeds: list[int], name: str, extra: list[s
     still writes ``<name>/seed<k>/`` exactly as its single run would (tested in
     tests/test_multi_seed.py). Otherwise, with one seed pending, or when the stacked update
     diverges (a non-finite loss names no seed), the seeds run one by one (from their
-    checkpoints). Timings record each seed's share of the wall time."""
+    checkpoints). Timings record each seed's share of the wall time. Returns each seed's
+    status, as :func:`run_one`."""
     pending = _pending(task, name, seeds, args)
     base = Path(args.out) / task / name
     over = [o for o in run_overrides(algo, task, 0, base, args) if not o.startswith("seed=")]
     over = [f"seeds=[{','.join(map(str, pending))}]", *over, *extra]
     cfg, runner = _compose(algo, over, args) if len(pending) > 1 else (None, None)
+    status = dict.fromkeys(seeds, "skipped")
     if runner is None or not getattr(runner, "stacks_seeds", False):
-        return ["skipped"] * (len(seeds) - len(pending)) + [
-            run_one(algo, task, s, name, extra, args) for s in pending
-        ]
+        status.update({s: run_one(algo, task, s, name, extra, args) for s in pending})
+        return [status[s] for s in seeds]
     from torchrl_leq.training.trainer import NonFiniteLossError
 
     resumed = [_prepare(base / f"seed{s}") for s in pending]
@@ -218,14 +219,16 @@ def run_stacked(algo: str, task: str, seeds: list[int], name: str, extra: list[s
         result = runner(cfg)
     except NonFiniteLossError as err:
         print(f"[diverged] {task}/{name} stacked: {err}; running the seeds one by one", flush=True)
-        return [run_one(algo, task, s, name, extra, args) for s in pending]
+        status.update({s: run_one(algo, task, s, name, extra, args) for s in pending})
+        return [status[s] for s in seeds]
     wall = time.time() - start
     for seed, res, res_resumed in zip(pending, result["per_seed"], resumed):
         print(f"[done] {task}/{name}/seed{seed}: last={res['last_score']:.1f} "
               f"best={res['best_score']:.1f} wall={wall / len(pending):.0f}s (share)", flush=True)
         _record_wall(args, task, name, seed, cfg.train.total_steps, wall / len(pending),
                      res_resumed)
-    return ["skipped"] * (len(seeds) - len(pending)) + ["done"] * len(pending)
+        status[seed] = "done"
+    return [status[s] for s in seeds]
 
 
 def plan(args) -> list[tuple[str, str, int, str, list[str]]]:

@@ -126,14 +126,17 @@ def ours_step(loss_fn, optimizers, updater, batch) -> None:
 
 
 # ---------------------------------------------------------------------------------- K seeds
+POINTMAZE = {"obs": 4, "act": 2, "members": 5, "elites": 3, "model": (128,) * 3,
+             "cells": (128, 128), "termination": "pointmaze-umaze"}
+"""examples/config/leq_pointmaze.yaml + world_model/small.yaml"""
 SIZES = {
     # the paper's (AntMaze): 7 x 4x200 ensemble, 3x256 nets, per-step actor gradients
     "paper": {"obs": OBS, "act": ACT, "members": 7, "elites": 5, "model": (200,) * 4,
               "cells": (256, 256, 256), "actor_gradient": "per_step", "termination": "antmaze-umaze"},
-    # examples/config/leq_pointmaze.yaml + world_model/small.yaml
-    "pointmaze": {"obs": 4, "act": 2, "members": 5, "elites": 3, "model": (128,) * 3,
-                  "cells": (128, 128), "actor_gradient": "backprop",
-                  "termination": "pointmaze-umaze"},
+    # the point-maze example with backprop actor gradients (its estimator before Dec 2026)
+    "pointmaze": {**POINTMAZE, "actor_gradient": "backprop"},
+    # the point-maze example as it is now (the released recipe: per-step actor gradients)
+    "pointmaze_per_step": {**POINTMAZE, "actor_gradient": "per_step"},
 }
 
 
