@@ -336,6 +336,52 @@ def fmt_ci(values: list[float]) -> str:
     return f"[{lo:.1f}, {hi:.1f}]"
 
 
+def bootstrap_diff_ci(
+    a: list[float], b: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` for two independent groups of
+    seeds: each resample draws ``len(a)`` seeds of ``a`` and ``len(b)`` of ``b`` with replacement
+    (fixed RNG ``seed``). An interval that excludes 0 says the ordering holds on these seeds.
+
+    Example:
+        >>> bootstrap_diff_ci([100.0, 100.0], [40.0, 40.0, 40.0])
+        (60.0, 60.0)
+    """
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    diffs = (x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+             - y[rng.integers(0, len(y), size=(resamples, len(y)))].mean(1))
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def final_scores(seeds: dict[int, dict]) -> list[float]:
+    """The final 100-episode scores of the completed seeds, in seed order."""
+    return [seeds[s]["last"] for s in sorted(seeds) if seeds[s]["complete"]]
+
+
+def difference_table(pairs: list[tuple[str, str]], runs: dict[str, dict[int, dict]]) -> list[str]:
+    """``| a − b | difference of means | 95% bootstrap CI | verdict |`` for each pair with ≥ 2
+    completed seeds on both sides (the final 100-episode scores); empty when none has."""
+    lines = []
+    for a, b in pairs:
+        x, y = final_scores(runs.get(a, {})), final_scores(runs.get(b, {}))
+        if len(x) < 2 or len(y) < 2:
+            continue
+        lo, hi = bootstrap_diff_ci(x, y)
+        diff = sum(x) / len(x) - sum(y) / len(y)
+        verdict = (f"{a} > {b}" if lo > 0 else f"{a} < {b}" if hi < 0
+                   else "equal on every seed" if lo == hi == 0 else "not separated")
+        lines.append(f"| {a} − {b} | {diff:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {verdict} |")
+    if not lines:
+        return []
+    head = ["| comparison | difference of means (last) | 95% bootstrap CI | verdict |",
+            "|---|---|---|---|"]
+    return head + lines
+
+
 def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
     """task -> name -> seed -> run summary, from every ``metrics.csv`` under ``out``."""
     found: dict[str, dict[str, dict[int, dict]]] = {}
@@ -360,7 +406,7 @@ def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
         seeds = runs.get(name, {})
         done = [s for s in sorted(seeds) if seeds[s]["complete"]]
         running = [s for s in sorted(seeds) if not seeds[s]["complete"]]
-        last = [seeds[s]["last"] for s in done]
+        last = final_scores(seeds)
         best = [seeds[s]["best"] for s in done]
         inc = ", ".join(f"seed{s}" + (" (diverged)" if seeds[s].get("diverged") else "")
                         for s in running) or ""
@@ -508,9 +554,16 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         other = sorted(set(runs) - set(main) - set(abl))
         lines += [f"## {task}", ""]
         lines += table(main + other, runs)
+        diffs = difference_table([("leq", n) for n in main + other if n != "leq"], runs)
+        if diffs:
+            lines += ["", "LEQ against each method (seeds resampled independently per method; "
+                      "the ordering holds on these seeds when the interval excludes 0):", ""]
+            lines += diffs
         if abl:
             lines += ["", f"Ablations of LEQ on {task} (compare with the `leq` row above):", ""]
             lines += table(abl, runs)
+            diffs = difference_table([(n, "leq") for n in abl], runs)
+            lines += ["", *diffs] if diffs else []
         png = out / f"{task}_curves.png"
         if plot_task(task, runs, png):
             rel = os.path.relpath(png, results_md.parent)

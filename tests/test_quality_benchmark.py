@@ -63,6 +63,45 @@ def test_bootstrap_interval_matches_exact_enumeration(quality):
     assert quality.bootstrap_ci(values) == quality.bootstrap_ci(values)  # fixed RNG
 
 
+def test_difference_interval_matches_exact_enumeration(quality):
+    import itertools
+
+    import numpy as np
+
+    a, b = [0.0, 100.0, 100.0], [20.0, 40.0, 90.0]
+    means = lambda v: [np.mean(t) for t in itertools.product(v, repeat=len(v))]  # noqa: E731
+    exact = sorted(x - y for x in means(a) for y in means(b))  # 27 x 27 equally likely
+    lo, hi = quality.bootstrap_diff_ci(a, b, resamples=200_000)
+    assert abs(lo - np.quantile(exact, 0.025)) <= 2.5 and abs(hi - np.quantile(exact, 0.975)) <= 2.5
+    assert quality.bootstrap_diff_ci([5.0, 5.0], [2.0] * 4) == (3.0, 3.0)
+
+
+def test_summary_compares_leq_with_each_method_and_its_ablations(quality, tmp_path):
+    out = tmp_path / "results"
+    finals = {("pointmaze-medium", "leq"): [100.0, 100.0, 90.0],
+              ("pointmaze-medium", "bc"): [10.0, 30.0, 20.0],
+              ("pointmaze-medium", "iql"): [100.0, 80.0, 100.0],
+              ("pointmaze-medium", "leq_released"): [100.0, 100.0, 90.0],
+              ("pointmaze-medium", "no_ema"): [0.0, 10.0, 20.0],
+              ("pointmaze-medium", "combo"): [50.0]}  # one seed: no interval, no row
+    for (task, name), scores in finals.items():
+        for seed, score in enumerate(scores):
+            _write(out / task / name / f"seed{seed}" / "metrics.csv",
+                   [f"1000,eval,10,{score},0,0", f"2000,final,100,{score},0,0"])
+    lines = quality.summarize(out, tmp_path / "R.md").splitlines()
+    rows = {line.split(" | ")[0]: line for line in lines if " − " in line.split(" | ")[0]}
+    assert sorted(rows) == ["| leq − bc", "| leq − iql", "| leq − leq_released", "| no_ema − leq"]
+    lo, hi = quality.bootstrap_diff_ci([100.0, 100.0, 90.0], [10.0, 30.0, 20.0])
+    assert rows["| leq − bc"] == f"| leq − bc | +76.7 | [{lo:+.1f}, {hi:+.1f}] | leq > bc |"
+    assert rows["| leq − iql"].endswith("| not separated |")
+    assert rows["| leq − leq_released"].endswith("| +0.0 | [-6.7, +6.7] | not separated |")
+    ties = {n: {s: {"complete": True, "last": 100.0} for s in range(3)} for n in ("leq", "iql")}
+    assert quality.difference_table([("leq", "iql")], ties)[-1] == (
+        "| leq − iql | +0.0 | [+0.0, +0.0] | equal on every seed |")
+    assert rows["| no_ema − leq"].startswith("| no_ema − leq | -86.7 |")
+    assert rows["| no_ema − leq"].endswith("| no_ema < leq |")
+
+
 def test_skip_completed(quality, tmp_path):
     args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100)
     done = _write(
