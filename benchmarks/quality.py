@@ -6,11 +6,14 @@ and, for the model-based algorithms (LEQ, COMBO), one cached world model per tas
 seeds (``world_model.seed=0``). Runs go to ``<out>/<task>/<algo or ablation>/seed<k>/``; a run
 whose ``metrics.csv`` already has a ``final`` row is skipped, and a killed run continues from its
 ``checkpoint.pt``, so the script can simply be restarted. ``--summarize`` writes
-``benchmarks/RESULTS.md`` (tables + one learning-curve PNG per task) from whatever CSVs exist.
+``benchmarks/RESULTS.md`` (tables, LEQ's difference to each method with its bootstrap interval,
+the network sizes, one learning-curve PNG per task) from whatever CSVs exist. ``--num-cells``
+gives every method the same hidden layers.
 
     OMP_NUM_THREADS=1 python benchmarks/quality.py --algos leq,bc --tasks pointmaze-umaze
     OMP_NUM_THREADS=1 python benchmarks/quality.py --ablations --seeds 0,1,2
     OMP_NUM_THREADS=1 python benchmarks/quality.py --algos leq --stack-seeds  # 5 seeds, 1 process
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --algos iql,bc --num-cells 128,128  # LEQ's size
     python benchmarks/quality.py --summarize
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import platform
@@ -113,6 +117,8 @@ def run_overrides(algo: str, task: str, seed: int, run_dir: Path, args) -> list[
         over.append("world_model.seed=0")
     if algo in CLAP:
         over.append("clap_model.seed=0")
+    if args.num_cells:
+        over.append(f"network.num_cells=[{args.num_cells}]")
     return over + ALGO_OVERRIDES.get(algo, [])
 
 
@@ -382,6 +388,28 @@ def difference_table(pairs: list[tuple[str, str]], runs: dict[str, dict[int, dic
     return head + lines
 
 
+def read_num_cells(run_json: Path) -> tuple[int, ...] | None:
+    """The run's ``network.num_cells`` (hidden layer sizes) from its ``run.json``; None when
+    the file or the key is missing."""
+    try:
+        cells = json.loads(run_json.read_text())["config"]["network"]["num_cells"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return tuple(int(c) for c in cells)
+
+
+def network_line(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
+    """``Networks (hidden layers, from each run's run.json): leq 2×128, iql 2×256`` — the
+    sizes of each row's runs, so that a comparison across sizes is visible."""
+    parts = []
+    for name in names:
+        sizes = sorted({r["num_cells"] for r in runs.get(name, {}).values() if r.get("num_cells")})
+        if sizes:
+            parts.append(f"{name} " + " / ".join(
+                f"{len(c)}×{c[0]}" if len(set(c)) == 1 else "×".join(map(str, c)) for c in sizes))
+    return [f"Networks (hidden layers, from each run's run.json): {', '.join(parts)}."] if parts else []
+
+
 def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
     """task -> name -> seed -> run summary, from every ``metrics.csv`` under ``out``."""
     found: dict[str, dict[str, dict[int, dict]]] = {}
@@ -391,6 +419,7 @@ def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
         if run is None:
             continue
         run["diverged"] = (seed_dir / DIVERGED).exists()
+        run["num_cells"] = read_num_cells(seed_dir / "run.json")
         seed = int(seed_dir.name.removeprefix("seed"))
         found.setdefault(task_dir.name, {}).setdefault(name_dir.name, {})[seed] = run
     return found
@@ -554,6 +583,8 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
         other = sorted(set(runs) - set(main) - set(abl))
         lines += [f"## {task}", ""]
         lines += table(main + other, runs)
+        nets = network_line(main + other + abl, runs)
+        lines += ["", *nets] if nets else []
         diffs = difference_table([("leq", n) for n in main + other if n != "leq"], runs)
         if diffs:
             lines += ["", "LEQ against each method (seeds resampled independently per method; "
@@ -641,6 +672,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results_5seeds"))
     p.add_argument("--results-md", default=None, help="default: <out>/../RESULTS.md")
     p.add_argument("--summarize", action="store_true", help="only write RESULTS.md")
+    p.add_argument(
+        "--num-cells",
+        default=None,
+        help="hidden layer sizes for every algo's networks (network.num_cells), e.g. 128,128: "
+        "the same size for every method; default: each example config's own",
+    )
     p.add_argument("--smoke", action="store_true", help="smoke-size configs (for testing)")
     p.add_argument(
         "--stack-seeds",
@@ -658,11 +695,14 @@ def main(argv: list[str] | None = None) -> int:
         summarize(out, results_md)
         print(f"wrote {results_md}")
         return 0
+    runs = plan(args)
+    if args.num_cells and any(algo in CLAP for algo, *_ in runs):
+        raise SystemExit("--num-cells: C-LAP sizes its networks with agent.* / clap_model.*, "
+                         "not network.num_cells; run the C-LAP algos without it")
     import torch
 
     torch.set_num_threads(1)
     record_command(out)
-    runs = plan(args)
     if not args.stack_seeds:
         for algo, task, seed, name, extra in runs:
             run_one(algo, task, seed, name, extra, args)

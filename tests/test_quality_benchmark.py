@@ -103,7 +103,7 @@ def test_summary_compares_leq_with_each_method_and_its_ablations(quality, tmp_pa
 
 
 def test_skip_completed(quality, tmp_path):
-    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100)
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100, num_cells=None)
     done = _write(
         tmp_path / "pointmaze-umaze" / "bc" / "seed0" / "metrics.csv",
         ["1000,eval,10,0.0,0,0", "2000,final,100,0.0,0,0"],
@@ -145,7 +145,7 @@ def test_a_diverged_run_is_recorded_and_the_benchmark_goes_on(quality, tmp_path,
         raise NonFiniteLossError("non-finite loss_actor at step 1800")
 
     monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=diverge))
-    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100)
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=10, data_steps=100, num_cells=None)
     assert quality.run_one("bc", "pointmaze-umaze", 0, "bc", [], args) == "diverged"
     run_dir = tmp_path / "pointmaze-umaze" / "bc" / "seed0"
     assert "step 1800" in (run_dir / quality.DIVERGED).read_text()
@@ -171,7 +171,7 @@ def test_stack_seeds_runs_only_the_pending_seeds_in_one_call(quality, tmp_path, 
     monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=stacked))
     _write(tmp_path / "pointmaze-umaze" / "leq" / "seed1" / "metrics.csv",
            ["40,final,100,0.0,0,0"])  # seed 1 complete: not run again
-    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=40, data_steps=100)
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=40, data_steps=100, num_cells=None)
     status = quality.run_stacked("leq", "pointmaze-umaze", [0, 1, 2], "leq", [], args)
     assert status == ["done", "skipped", "done"] and calls == [[0, 2]]
     with (tmp_path / "timings.csv").open() as f:
@@ -192,7 +192,41 @@ def test_stack_seeds_runs_only_the_pending_seeds_in_one_call(quality, tmp_path, 
     scripts = iter([diverging, single, single])
     monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=next(scripts)))
     out = tmp_path / "again"
-    args = argparse.Namespace(out=str(out), smoke=True, steps=40, data_steps=100)
+    args = argparse.Namespace(out=str(out), smoke=True, steps=40, data_steps=100, num_cells=None)
     assert quality.run_stacked("leq", "pointmaze-umaze", [3, 4], "leq", [], args) == [
         "done", "done"]
     assert singles == [3, 4]
+
+
+def test_num_cells_sizes_every_method_and_the_summary_names_the_sizes(quality, tmp_path,
+                                                                        monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    from torchrl_leq.training import config
+
+    sizes = {}
+
+    def record(cfg):
+        sizes[cfg.logger.exp_name] = list(cfg.network.num_cells)
+        run_dir = Path(cfg.run_dir)
+        (run_dir / "run.json").write_text(json.dumps({"config": {"network": {"num_cells": list(cfg.network.num_cells)}}}))
+        _write(run_dir / "metrics.csv", ["40,final,100,10.0,0,0"])
+        return {"last_score": 10.0, "best_score": 10.0}
+
+    monkeypatch.setattr(config, "load_script", lambda path: SimpleNamespace(train=record))
+    args = argparse.Namespace(out=str(tmp_path), smoke=True, steps=40, data_steps=100,
+                              num_cells="96,96")
+    for algo in ("leq", "iql", "bc", "combo"):
+        assert quality.run_one(algo, "pointmaze-umaze", 0, algo, [], args) == "done"
+    assert sorted(map(tuple, sizes.values())) == [(96, 96)] * 4
+    # without it each example keeps its own size (full configs: the smoke presets shrink
+    # every net), and the summary shows the mix
+    args.num_cells, args.out, args.smoke = None, str(tmp_path / "own"), False
+    for algo in ("leq", "iql"):
+        quality.run_one(algo, "pointmaze-umaze", 0, algo, [], args)
+    text = quality.summarize(tmp_path / "own", tmp_path / "R.md")
+    assert "Networks (hidden layers, from each run's run.json): leq 2×128, iql 2×256." in text
+    with pytest.raises(SystemExit, match="C-LAP sizes its networks"):
+        quality.main(["--algos", "clap", "--num-cells", "64,64", "--out", str(tmp_path / "c")])
+    assert not (tmp_path / "c").exists()  # refused before anything was written
