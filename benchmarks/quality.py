@@ -328,11 +328,18 @@ def bootstrap_ci(
     """
     import numpy as np
 
-    x = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    means = _resampled_means(values, rng, resamples)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def _resampled_means(values: list[float], rng, resamples: int):
+    """Means of ``resamples`` draws of ``len(values)`` values with replacement (numpy array)."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    return x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
 
 
 def fmt_ci(values: list[float]) -> str:
@@ -355,10 +362,8 @@ def bootstrap_diff_ci(
     """
     import numpy as np
 
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
-    diffs = (x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
-             - y[rng.integers(0, len(y), size=(resamples, len(y)))].mean(1))
+    diffs = _resampled_means(a, rng, resamples) - _resampled_means(b, rng, resamples)
     lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -377,7 +382,7 @@ def difference_table(pairs: list[tuple[str, str]], runs: dict[str, dict[int, dic
         if len(x) < 2 or len(y) < 2:
             continue
         lo, hi = bootstrap_diff_ci(x, y)
-        diff = sum(x) / len(x) - sum(y) / len(y)
+        diff = mean_std(x)[0] - mean_std(y)[0]
         verdict = (f"{a} > {b}" if lo > 0 else f"{a} < {b}" if hi < 0
                    else "equal on every seed" if lo == hi == 0 else "not separated")
         lines.append(f"| {a} − {b} | {diff:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {verdict} |")
