@@ -701,6 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {results_md}")
         return 0
     runs = plan(args)
+    if args.num_cells and not all(c.strip().isdigit() for c in args.num_cells.split(",")):
+        raise SystemExit(f"--num-cells {args.num_cells!r}: give layer sizes as integers, "
+                         "e.g. --num-cells 128,128")
     if args.num_cells and any(algo in CLAP for algo, *_ in runs):
         raise SystemExit("--num-cells: C-LAP sizes its networks with agent.* / clap_model.*, "
                          "not network.num_cells; run the C-LAP algos without it")

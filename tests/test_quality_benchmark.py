@@ -230,3 +230,6 @@ def test_num_cells_sizes_every_method_and_the_summary_names_the_sizes(quality, t
     with pytest.raises(SystemExit, match="C-LAP sizes its networks"):
         quality.main(["--algos", "clap", "--num-cells", "64,64", "--out", str(tmp_path / "c")])
     assert not (tmp_path / "c").exists()  # refused before anything was written
+    with pytest.raises(SystemExit, match="give layer sizes as integers"):
+        quality.main(["--algos", "iql", "--num-cells", "wide", "--out", str(tmp_path / "w")])
+    assert not (tmp_path / "w").exists()
