@@ -13,6 +13,7 @@ test 1e-5 on gradients of one step.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,23 @@ def test_k_seed_resume_equals_uninterrupted_run(tmp_path):
     for s in (0, 1):
         _assert_same_run(tmp_path / "resumed" / f"seed{s}", tmp_path / "straight" / f"seed{s}",
                          exact=True)
+
+
+def test_k_seed_resume_after_a_kill_between_two_seeds_checkpoints(tmp_path):
+    """Killed after seed 0 wrote its step-30 checkpoint but before seed 1 did: the resume goes
+    back to step 20 for both (seed 0's kept previous checkpoint) and ends as if never killed."""
+    every = {"train.checkpoint_every": 10}
+    _train_leq(tmp_path / "straight", num_seeds=2, **every)
+    run = tmp_path / "resumed"
+    _train_leq(run, num_seeds=2, **every, **{"train.stop_after_steps": 20})
+    shutil.copytree(run / "seed1", tmp_path / "seed1_at_20")
+    _train_leq(run, num_seeds=2, resume=True, **every, **{"train.stop_after_steps": 30})
+    shutil.rmtree(run / "seed1")
+    shutil.copytree(tmp_path / "seed1_at_20", run / "seed1")
+    assert [load_checkpoint(run / f"seed{s}" / "checkpoint.pt")["step"] for s in (0, 1)] == [30, 20]
+    _train_leq(run, num_seeds=2, resume=True, **every)
+    for s in (0, 1):
+        _assert_same_run(run / f"seed{s}", tmp_path / "straight" / f"seed{s}", exact=True)
 
 
 def test_baseline_seeds_run_one_after_another(tmp_path):

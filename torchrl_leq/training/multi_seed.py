@@ -309,6 +309,12 @@ class MultiSeedTrainer:
                 if status in ("resume", "restart"):
                     trainer._resume()
             statuses.append(status)
+        if "finished" not in statuses:  # killed between two seeds' checkpoints: go back to both
+            common = min(t.step for t in self.trainers)
+            for k, trainer in enumerate(self.trainers):
+                if trainer.step != common:
+                    with self.streams.use(k):
+                        trainer._rewind(common)
         for slices in self._optimizer_slices():
             OptimizerSlice.apply_loaded(slices)
         steps = {t.step for t in self.trainers}

@@ -48,6 +48,7 @@ from torchrl_leq.serialization import first_line
 
 from .checkpoint import (
     capture_rng_state,
+    load_checkpoint,
     load_latest_checkpoint,
     previous_checkpoint_path,
     restore_rng_state,
@@ -281,7 +282,22 @@ class OfflineTrainer:
         found = load_latest_checkpoint(self.checkpoint_path)
         if found is None:  # the claim saw a checkpoint; it vanished since
             raise FileNotFoundError(f"No checkpoint in {self.run_dir} to resume from.")
-        state, _ = found
+        self._load_checkpoint_state(found[0])
+        return True
+
+    def _rewind(self, step: int) -> bool:
+        """Load the kept checkpoint (``checkpoint.pt`` or ``checkpoint.prev.pt``) written at
+        ``step`` and cut the logs back to it; False when neither is at ``step``. Used when a run
+        was killed between the per-seed checkpoints of a stacked multi-seed run."""
+        for candidate in (self.checkpoint_path, previous_checkpoint_path(self.checkpoint_path)):
+            if candidate.exists():
+                state = load_checkpoint(candidate)
+                if state["step"] == step:
+                    self._load_checkpoint_state(state)
+                    return True
+        return False
+
+    def _load_checkpoint_state(self, state: dict[str, Any]) -> None:
         saved, ours = state.get("config_hash"), self.run.config_hash
         if saved is not None and ours is not None and saved != ours:
             diff = config_diff(state.get("config") or {}, self.run.config or {}, self.run.ignore)
@@ -296,7 +312,6 @@ class OfflineTrainer:
         elif self.metrics.path.exists():  # a checkpoint from before run manifests
             truncate_csv_after(self.metrics.path, self.step)
         self._loaded = True
-        return True
 
     def save(self) -> None:
         """Checkpoint now (keeping the previous one); one-line :class:`CheckpointWriteError`
