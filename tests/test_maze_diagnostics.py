@@ -14,8 +14,10 @@ from torchrl_leq.envs import LEQModelEnv
 from torchrl_leq.envs.maze_diagnostics import (
     BALL_RADIUS,
     MazeWalls,
+    discounted_return,
     make_wall_diagnostic,
     real_rollout,
+    value_calibration,
     wall_contact_fraction,
     wall_diagnostic,
 )
@@ -173,3 +175,42 @@ def test_wall_diagnostic_hook_is_repeatable_and_leaves_the_global_rng_alone():
     assert first == second
     assert 0.0 <= first["wall/wall_end_frac"] <= first["wall/wall_cross_frac"] <= 1.0
     assert "wall/real_success_frac" in first and "wall/lambda_gap_cross" not in first
+
+
+def test_discounted_return_matches_a_step_by_step_sum():
+    gen = torch.Generator().manual_seed(0)
+    terminated = torch.rand(64, 30, 1, generator=gen) < 0.05
+    gamma, shift = 0.9, -1.0
+    expected = []
+    for row in terminated.squeeze(-1).tolist():
+        total = 0.0
+        for t, term in enumerate(row):
+            total += gamma**t * (float(term) + shift)
+            if term:
+                break
+        expected.append(total)
+    torch.testing.assert_close(discounted_return(terminated, gamma, shift),
+                               torch.tensor(expected, dtype=torch.float64))
+
+
+def test_value_calibration_against_the_true_returns():
+    """A still actor solves the start at the goal (return 0) and not the maze's start
+    (return -(1 - γ^H) / (1 - γ)); a constant critic c is off by c - G on each."""
+    still = TensorDictModule(lambda o: torch.zeros(o.shape[0], 2), ["observation"], ["action"])
+    const = TensorDictModule(lambda o, a: torch.full((o.shape[0], 1), -7.0),
+                             ["observation", "action"], ["state_action_value"])
+    starts = torch.tensor([[*UMAZE.goal_xy, 0.0, 0.0], [*UMAZE.start_xy, 0.0, 0.0]])
+    gamma, horizon = 0.9, 40
+    out = value_calibration(UMAZE, still, const, starts, gamma=gamma, horizon=horizon)
+    never = -(1 - gamma**horizon) / (1 - gamma)
+    assert out["real_success_frac"] == 0.5
+    assert out["q_mean"] == -7.0
+    assert out["real_return_mean"] == pytest.approx(never / 2)
+    assert out["q_minus_real_success"] == pytest.approx(-7.0)
+    assert out["q_minus_real_failure"] == pytest.approx(-7.0 - never)
+    assert out["q_minus_real"] == pytest.approx(-7.0 - never / 2)
+    for sign in (1.0, -1.0):  # Q = ±y: the goal (y = 1, G = 0) above / below the start (y = -1)
+        by_y = TensorDictModule(lambda o, a, sign=sign: sign * o[:, 1:2],
+                                ["observation", "action"], ["state_action_value"])
+        out = value_calibration(UMAZE, still, by_y, starts, gamma=gamma, horizon=horizon)
+        assert out["q_real_corr"] == pytest.approx(sign)
