@@ -616,6 +616,8 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
                 "",
                 f"![{task} q_env_mean]({rel})",
             ]
+        calibration = calibration_table(out, task)
+        lines += ["", *calibration] if calibration else []
         lines.append("")
     missing = [n for n, o in ABLATIONS.items() if o is None]
     if missing:
@@ -634,6 +636,52 @@ def summarize(out: Path, results_md: Path, discussion: str | None = None) -> str
     text = "\n".join(lines)
     results_md.write_text(text)
     return text
+
+
+CALIBRATION_DIR = "calibration"
+
+
+def calibration_table(out: Path, task: str) -> list[str]:
+    """Mean ± std over seeds of ``<out>/calibration/<task>_<run>.json`` (written by
+    ``benchmarks/value_calibration.py --out``): each critic's ``Q(s, π(s))`` against the
+    policy's true return; [] when there are none."""
+    rows = []
+    for path in sorted((out / CALIBRATION_DIR).glob(f"{task}_*.json")):
+        runs = json.loads(path.read_text())
+        if not runs:
+            continue
+
+        def stat(key: str, scale: float = 1.0, digits: int = 1, runs=runs) -> str:
+            values = [r[key] * scale for r in runs if r.get(key) is not None]
+            if not values or any(math.isnan(v) for v in values):
+                return "—"
+            mean, std = mean_std(values)
+            return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+        for r in runs:
+            r["share"] = r["q_minus_real"] * (1 - r["gamma"]) * 100
+        walls = "—" if "wall/rollout_cross_frac" not in runs[0] else (
+            f"{stat('wall/rollout_cross_frac', 100)} %; {stat('wall/lambda_gap_cross')}")
+        steps = sorted({r["step"] for r in runs})
+        rows.append(
+            f"| {path.stem[len(task) + 1:]} | {'/'.join(map(str, steps))} | {len(runs)} | "
+            f"{runs[0]['gamma']} | {stat('q_mean')} | {stat('real_return_mean')} | "
+            f"{stat('real_success_frac', 100)} % | {stat('q_minus_real')} ({stat('share')} %) | "
+            f"{stat('q_minus_real_success')} / {stat('q_minus_real_failure')} | "
+            f"{stat('q_real_corr', digits=2)} | {walls} |"
+        )
+    if not rows:
+        return []
+    return [
+        "Critic calibration on the final checkpoints (`benchmarks/value_calibration.py`: "
+        "`Q(s, π(s))` against the policy's true discounted return `G` from fixed D_env "
+        "states, mean ± std over seeds; the share is `Q − G` in % of `1/(1−γ)`):",
+        "",
+        "| run | step | seeds | γ | `Q(s, π(s))` | true `G` | starts solved | `Q − G` (share) | "
+        "`Q − G` solved / failed | corr(`Q`, `G`) | imagined rollouts crossing a wall; λ gap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def timing_table(path: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """benchmarks/quality.py: --summarize statistics and the skip-completed-runs logic (no training)."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,24 @@ def test_num_cells_sizes_every_method_and_the_summary_names_the_sizes(quality, t
     with pytest.raises(SystemExit, match="give layer sizes as integers"):
         quality.main(["--algos", "iql", "--num-cells", "wide", "--out", str(tmp_path / "w")])
     assert not (tmp_path / "w").exists()
+
+
+def test_summary_tables_the_critic_calibration_over_seeds(quality, tmp_path):
+    out = tmp_path / "results"
+    _write(out / "pointmaze-large" / "leq" / "seed0" / "metrics.csv", ["20,final,100,50.0,0.5,1"])
+    base = {"step": 20, "gamma": 0.9, "real_return_mean": -8.0, "real_success_frac": 0.5,
+            "q_minus_real_failure": 3.0}
+    rows = [
+        {**base, "q_mean": -10.0, "q_minus_real": 5.0, "q_minus_real_success": float("nan"),
+         "q_real_corr": 0.25},
+        {**base, "q_mean": -20.0, "q_minus_real": 15.0, "q_minus_real_success": float("nan"),
+         "q_real_corr": 0.75},
+    ]
+    (out / "calibration").mkdir()
+    (out / "calibration" / "pointmaze-large_leq.json").write_text(json.dumps(rows))
+    text = quality.summarize(out, tmp_path / "RESULTS.md")
+    row = next(line for line in text.splitlines() if line.startswith("| leq | 20 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # Q: mean -15, std sqrt(50) = 7.07; share of 1/(1-γ) = 10: 50 % and 150 %, std 70.7
+    assert cells == ["leq", "20", "2", "0.9", "-15.0 ± 7.1", "-8.0 ± 0.0", "50.0 ± 0.0 %",
+                     "10.0 ± 7.1 (100.0 ± 70.7 %)", "— / 3.0 ± 0.0", "0.50 ± 0.35", "—"]
