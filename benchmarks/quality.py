@@ -430,11 +430,45 @@ def collect(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
     return found
 
 
+SETTLE_TOLERANCE = 10.0
+
+
+def settled_from(curve: dict[int, float], tol: float = SETTLE_TOLERANCE) -> int:
+    """The earliest evaluation step from which every later evaluation (the final one included,
+    the last step of ``curve``) is within ``tol`` points of the final score: where the curve
+    has flattened; the final step itself when the evaluation before it is off by more.
+
+    Example:
+        >>> settled_from({1000: 0.0, 2000: 95.0, 3000: 100.0, 4000: 100.0})
+        2000
+    """
+    steps = sorted(curve)
+    final = curve[steps[-1]]
+    start = steps[-1]
+    for step in reversed(steps):
+        if abs(curve[step] - final) > tol:
+            break
+        start = step
+    return start
+
+
+def settled_cell(seeds: dict[int, dict]) -> str:
+    """``settled from`` over the complete seeds: the latest seed's step, or the seeds whose
+    curve is still moving at the end (settled only at their final evaluation)."""
+    done = {s: r["curve"] for s, r in sorted(seeds.items()) if r["complete"]}
+    if not done:
+        return "–"
+    moving = [f"seed{s}" for s, curve in done.items() if settled_from(curve) == max(curve)]
+    if moving:
+        return "not flat: " + ", ".join(moving)
+    return str(max(settled_from(curve) for curve in done.values()))
+
+
 def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
     lines = [
         "| algo | last (final 100-ep eval) | 95% bootstrap CI of last | best (max over evals) "
-        "| n seeds | incomplete |",
-        "|---|---|---|---|---|---|",
+        f"| flat from step (±{SETTLE_TOLERANCE:.0f} of final, latest seed) | n seeds | incomplete |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         seeds = runs.get(name, {})
@@ -445,7 +479,8 @@ def table(names: list[str], runs: dict[str, dict[int, dict]]) -> list[str]:
         inc = ", ".join(f"seed{s}" + (" (diverged)" if seeds[s].get("diverged") else "")
                         for s in running) or ""
         lines.append(
-            f"| {name} | {fmt(last)} | {fmt_ci(last)} | {fmt(best)} | {len(done)} | {inc} |"
+            f"| {name} | {fmt(last)} | {fmt_ci(last)} | {fmt(best)} | {settled_cell(seeds)} | "
+            f"{len(done)} | {inc} |"
         )
     return lines
 

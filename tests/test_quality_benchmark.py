@@ -39,9 +39,10 @@ def test_summarize_mean_std(quality, tmp_path):
     leq_row = next(line for line in text.splitlines() if line.startswith("| leq |"))
     # mean 90, sample std sqrt(200) = 14.14; best: mean(90, 100) = 95, std 7.07
     # bootstrap means of (80, 100): 80, 90, 100 with probabilities 1/4, 1/2, 1/4
-    assert leq_row == "| leq | 90.0 ± 14.1 | [80.0, 100.0] | 95.0 ± 7.1 | 2 |  |"
+    # flat from: seed0's eval at 1000 (90) is within 10 of its final 80; seed1's (50) is not
+    assert leq_row == "| leq | 90.0 ± 14.1 | [80.0, 100.0] | 95.0 ± 7.1 | not flat: seed1 | 2 |  |"
     bc_row = next(line for line in text.splitlines() if line.startswith("| bc |"))
-    assert bc_row == "| bc | – | – | – | 0 | seed0 |"
+    assert bc_row == "| bc | – | – | – | – | 0 | seed0 |"
     assert (out / "pointmaze-umaze_curves.png").exists()
     assert "results/pointmaze-umaze_curves.png" in text
     assert "2000 gradient steps" in text and "(0.2%)" in text  # budget read from the runs
@@ -255,3 +256,15 @@ def test_summary_tables_the_critic_calibration_over_seeds(quality, tmp_path):
     # Q: mean -15, std sqrt(50) = 7.07; share of 1/(1-γ) = 10: 50 % and 150 %, std 70.7
     assert cells == ["leq", "20", "2", "0.9", "-15.0 ± 7.1", "-8.0 ± 0.0", "50.0 ± 0.0 %",
                      "10.0 ± 7.1 (100.0 ± 70.7 %)", "— / 3.0 ± 0.0", "0.50 ± 0.35", "—"]
+
+
+def test_flat_from_is_the_start_of_the_final_plateau(quality):
+    curve = {1000: 100.0, 2000: 0.0, 3000: 95.0, 4000: 91.0, 5000: 100.0}
+    assert quality.settled_from(curve) == 3000  # the early 100 does not count: 0 came after
+    assert quality.settled_from({1000: 0.0, 2000: 100.0}) == 2000  # moving until the end
+    seeds = {0: {"complete": True, "curve": curve},
+             1: {"complete": True, "curve": {1000: 100.0, 2000: 100.0, 3000: 100.0}},
+             2: {"complete": False, "curve": {1000: 0.0}}}
+    assert quality.settled_cell(seeds) == "3000"  # the latest complete seed
+    seeds[1]["curve"][4000] = 50.0
+    assert quality.settled_cell(seeds) == "not flat: seed1"
