@@ -308,11 +308,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], digits: int = 1) -> str:
     if not values:
         return "–"
     mean, std = mean_std(values)
-    return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
 def bootstrap_ci(
@@ -690,8 +690,7 @@ def calibration_table(out: Path, task: str) -> list[str]:
             values = [r[key] * scale for r in runs if r.get(key) is not None]
             if not values or any(math.isnan(v) for v in values):
                 return "—"
-            mean, std = mean_std(values)
-            return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+            return fmt(values, digits)
 
         for r in runs:
             r["share"] = r["q_minus_real"] * (1 - r["gamma"]) * 100

@@ -46,6 +46,7 @@ from torchrl_leq.training.builders import (
     make_termination,
     make_value_network,
     make_world_model,
+    maze_reward_shift,
 )
 from torchrl_leq.training.checkpoint import load_checkpoint
 from torchrl_leq.training.config import register_config_maze
@@ -117,7 +118,7 @@ def diagnose(run_dir: Path, num_starts: int, seed: int = 0) -> dict[str, Any]:
     obs = data.transitions["observation"]
     idx = torch.randperm(obs.shape[0], generator=torch.Generator().manual_seed(seed))[:num_starts]
     starts = obs[idx].clone()
-    shift = -1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0
+    shift = maze_reward_shift(cfg)
     with stack:
         out = value_calibration(task, actor, critic, starts, gamma=gamma, reward_shift=shift)
         if model_env is not None:

@@ -74,6 +74,7 @@ from .trainer import OfflineTrainer, PeriodicHook
 __all__ = [
     "OfflineData",
     "make_termination",
+    "maze_reward_shift",
     "make_evaluator",
     "make_trainer",
     "make_sac_networks",
@@ -651,6 +652,17 @@ def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[in
     )
 
 
+def maze_reward_shift(cfg: DictConfig) -> float:
+    """The constant the ``maze`` / ``antmaze`` reward transform adds to the 0/1 goal reward
+    (−1), else 0: what the diagnostics add to a real rollout's rewards.
+
+    Example:
+        >>> maze_reward_shift(OmegaConf.create({"data": {"reward_transform": "maze"}}))
+        -1.0
+    """
+    return -1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0
+
+
 def make_wall_diagnostic_hooks(
     cfg: DictConfig,
     model_env: LEQModelEnv,
@@ -681,7 +693,7 @@ def make_wall_diagnostic_hooks(
             task, model_env, actor, data.transitions, critic=critic,
             num_starts=int(diag.num_starts), horizon=int(cfg.loss.horizon),
             gamma=float(gamma), lmbda=float(lmbda),
-            reward_shift=-1.0 if cfg.data.reward_transform in ("maze", "antmaze") else 0.0,
+            reward_shift=maze_reward_shift(cfg),
         )
         with torch.no_grad():
             return diagnostic(step)
