@@ -55,7 +55,8 @@ from torchrl_leq.training.config import register_config_maze
 @contextmanager
 def params_in(params: TensorDictBase, module: TensorDictModuleBase) -> Iterator[None]:
     """``module`` with the loss's trained ``params`` swapped in (a loss owns its networks'
-    parameters)."""
+    parameters). Wraps ``params.to_module(module)``, whose ``__exit__`` returns a TensorDict that
+    ``ExitStack`` would test for truth (an error)."""
     with params.to_module(module):
         yield
 
@@ -70,7 +71,7 @@ class MinOverQ:
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
         qs = []
         for params in self.params.unbind(0):
-            with params.to_module(self.network):
+            with params_in(params, self.network):
                 qs.append(self.network(td.clone())["state_action_value"])
         td["state_action_value"] = torch.stack(qs).min(0).values
         return td

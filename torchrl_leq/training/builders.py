@@ -68,7 +68,7 @@ from .cache import cache_key, cached
 from .compile import wrap_update
 from .evaluation import evaluate
 from .loggers import make_logger
-from .run_dir import job_run_dir
+from .run_dir import CHECKPOINT_FILES, job_run_dir
 from .trainer import OfflineTrainer, PeriodicHook
 
 __all__ = [
@@ -613,8 +613,8 @@ def is_resuming(cfg: DictConfig) -> bool:
     """Whether this run continues a checkpoint (``resume=true`` and one exists): pretraining is
     then skipped, its result is in the checkpoint."""
     run_dir = run_directory(cfg)
-    names = ("checkpoint.pt", "checkpoint.prev.pt")  # prev alone: killed between two renames
-    return bool(cfg.resume) and any((run_dir / name).exists() for name in names)
+    # the previous checkpoint alone: killed between two renames
+    return bool(cfg.resume) and any((run_dir / name).exists() for name in CHECKPOINT_FILES)
 
 
 def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[int, int], dict]:

@@ -41,6 +41,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_latest_checkpoint",
+    "checkpoint_files",
     "previous_checkpoint_path",
     "CHECKPOINT_VERSION",
     "GeneratorState",
@@ -106,6 +107,17 @@ def previous_checkpoint_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
+def checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The files a run may resume from, newest first: ``path`` and its
+    :func:`previous_checkpoint_path`.
+
+    Example:
+        >>> [p.name for p in checkpoint_files("run/checkpoint.pt")]
+        ['checkpoint.pt', 'checkpoint.prev.pt']
+    """
+    return Path(path), previous_checkpoint_path(path)
+
+
 def save_checkpoint(
     path: str | os.PathLike, state: dict[str, Any], keep_previous: bool = True
 ) -> None:
@@ -157,7 +169,7 @@ def load_latest_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Pat
         (1, 'checkpoint.prev.pt')
     """
     problems = []
-    for candidate in (Path(path), previous_checkpoint_path(path)):
+    for candidate in checkpoint_files(path):
         if not candidate.exists():
             continue
         try:

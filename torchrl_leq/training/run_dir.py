@@ -44,6 +44,8 @@ from typing import Any
 
 from torchrl_leq.serialization import atomic_write, first_line, move_aside
 
+from .checkpoint import checkpoint_files
+
 __all__ = [
     "RunDirectory",
     "RunLock",
@@ -57,7 +59,7 @@ __all__ = [
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
+CHECKPOINT_FILES = tuple(p.name for p in checkpoint_files("checkpoint.pt"))
 EARLIER_RUN_FILES = ("metrics.csv", *CHECKPOINT_FILES)
 RESUME_IGNORED_KEYS = ("resume", "progress", "run_dir", "train.stop_after_steps")
 """Config keys that may change between a run and its resume (``train.total_steps`` may not:

@@ -48,9 +48,9 @@ from torchrl_leq.serialization import first_line
 
 from .checkpoint import (
     capture_rng_state,
+    checkpoint_files,
     load_checkpoint,
     load_latest_checkpoint,
-    previous_checkpoint_path,
     restore_rng_state,
     save_checkpoint,
 )
@@ -289,7 +289,7 @@ class OfflineTrainer:
         """Load the kept checkpoint (``checkpoint.pt`` or ``checkpoint.prev.pt``) written at
         ``step`` and cut the logs back to it; False when neither is at ``step``. Used when a run
         was killed between the per-seed checkpoints of a stacked multi-seed run."""
-        for candidate in (self.checkpoint_path, previous_checkpoint_path(self.checkpoint_path)):
+        for candidate in checkpoint_files(self.checkpoint_path):
             if candidate.exists():
                 state = load_checkpoint(candidate)
                 if state["step"] == step:
@@ -327,7 +327,7 @@ class OfflineTrainer:
         except OSError as err:
             kept = [
                 p.name
-                for p in (self.checkpoint_path, previous_checkpoint_path(self.checkpoint_path))
+                for p in checkpoint_files(self.checkpoint_path)
                 if p.exists()
             ]
             raise CheckpointWriteError(
