@@ -719,25 +719,35 @@ def calibration_table(out: Path, task: str) -> list[str]:
 
 
 def timing_table(path: Path) -> list[str]:
+    """The wall-time section from ``timings.csv``; a run resumed from a checkpoint only timed
+    its last part, so those rows are counted apart (``resumed``) and left out of the mean."""
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     by: dict[tuple[str, str], list[float]] = {}
+    resumed: dict[tuple[str, str], int] = {}
     for r in rows:
-        by.setdefault((r["task"], r["name"]), []).append(float(r["wall_s"]))
+        key = (r["task"], r["name"])
+        by.setdefault(key, [])
+        if r.get("resumed") == "1":
+            resumed[key] = resumed.get(key, 0) + 1
+        else:
+            by[key].append(float(r["wall_s"]))
     lines = [
         "## Wall time per run (`OMP_NUM_THREADS=1`; some overlapped another training process)",
         "",
         "Includes data generation / world-model training when not cached yet, pretraining and "
-        "all evaluations; a resumed run only counts the part after the restart.",
+        "all evaluations. A run resumed from a checkpoint timed only its last part: it is "
+        "counted under *resumed* and left out of the mean.",
         "",
-        "| task | run | runs timed | mean wall (s) | min–max (s) |",
-        "|---|---|---|---|---|",
+        "| task | run | runs timed | mean wall (s) | min–max (s) | resumed (not timed) |",
+        "|---|---|---|---|---|---|",
     ]
-    for (task, name), walls in sorted(by.items()):
-        lines.append(
-            f"| {task} | {name} | {len(walls)} | {sum(walls) / len(walls):.0f} | "
-            f"{min(walls):.0f}–{max(walls):.0f} |"
+    for key, walls in sorted(by.items()):
+        timed = (
+            f"{sum(walls) / len(walls):.0f} | {min(walls):.0f}–{max(walls):.0f}"
+            if walls else "– | –"
         )
+        lines.append(f"| {key[0]} | {key[1]} | {len(walls)} | {timed} | {resumed.get(key, 0)} |")
     return [*lines, ""]
 
 

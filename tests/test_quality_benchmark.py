@@ -268,3 +268,18 @@ def test_flat_from_is_the_start_of_the_final_plateau(quality):
     assert quality.settled_cell(seeds) == "3000"  # the latest complete seed
     seeds[1]["curve"][4000] = 50.0
     assert quality.settled_cell(seeds) == "not flat: seed1"
+
+
+def test_timing_table_leaves_resumed_runs_out_of_the_mean(quality, tmp_path):
+    (tmp_path / "timings.csv").write_text(
+        "task,name,seed,steps,wall_s,resumed\n"
+        "pointmaze-large,iql,0,40,100.0,0\n"
+        "pointmaze-large,iql,1,40,300.0,0\n"
+        "pointmaze-large,iql,2,40,5.0,1\n"
+        "pointmaze-large,leq,0,40,7.0,1\n"
+    )
+    rows = [line for line in quality.timing_table(tmp_path / "timings.csv") if "pointmaze" in line]
+    assert rows == [
+        "| pointmaze-large | iql | 2 | 200 | 100–300 | 1 |",
+        "| pointmaze-large | leq | 0 | – | – | 1 |",
+    ]
