@@ -68,7 +68,7 @@ from .cache import cache_key, cached
 from .compile import wrap_update
 from .evaluation import evaluate
 from .loggers import make_logger
-from .run_dir import CHECKPOINT_FILES, job_run_dir
+from .run_dir import RunDirectory, job_run_dir
 from .trainer import OfflineTrainer, PeriodicHook
 
 __all__ = [
@@ -612,9 +612,8 @@ def run_directory(cfg: DictConfig) -> Path:
 def is_resuming(cfg: DictConfig) -> bool:
     """Whether this run continues a checkpoint (``resume=true`` and one exists): pretraining is
     then skipped, its result is in the checkpoint."""
-    run_dir = run_directory(cfg)
-    # the previous checkpoint alone: killed between two renames
-    return bool(cfg.resume) and any((run_dir / name).exists() for name in CHECKPOINT_FILES)
+    # the previous checkpoint alone counts too: a run killed between two renames
+    return bool(cfg.resume) and RunDirectory(run_directory(cfg)).has_checkpoint()
 
 
 def make_evaluator(cfg: DictConfig, actor: TensorDictModuleBase) -> Callable[[int, int], dict]:
